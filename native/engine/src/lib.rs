@@ -1,0 +1,38 @@
+//! # timeless_engine
+//!
+//! The storage engine behind TimelessMetrics, in plain Rust (no BEAM needed to test it).
+//! Split by concern, the way Prometheus's tsdb is:
+//!
+//! | module     | concern |
+//! |------------|---------|
+//! | [`error`]  | one error vocabulary (`ErrorKind` -> `{:error, {kind, message}}`) |
+//! | [`codec`]  | compression of one series' (timestamp, value) run into a chunk body |
+//! | [`chunk`]  | batched chunk files: many series' chunks per file, headers, footer, mmap reads |
+//! | [`series`] | series registry (labels <-> id, persisted), inverted label index, matchers |
+//! | [`log`]    | framed, checksummed append-only record files (torn tails, corruption reports) |
+//! | [`wal`]    | write-ahead log of samples on top of [`log`], fsync policy, segment truncation |
+//! | [`buffer`] | sharded in-memory head buffers that writes land in before a flush |
+//! | [`query`]  | raw reads, bucketed aggregates, counter-aware rate/increase |
+//! | [`store`]  | the store: open/recover/lock, write paths, flush, reads, info, delete |
+//!
+//! On-disk formats are described byte by byte in `FORMAT.md` beside this crate.
+
+pub mod error;
+pub mod codec;
+pub mod chunk;
+pub mod series;
+pub mod log;
+pub mod wal;
+pub mod buffer;
+pub mod query;
+pub mod store;
+
+pub use error::{Error, ErrorKind, Result};
+
+/// Milliseconds since the unix epoch: the only timestamp unit inside the engine.
+pub type Timestamp = i64;
+/// Stable identifier of a series (metric name + label set).
+pub type SeriesId = u64;
+
+/// Prometheus's staleness marker: a NaN with this exact bit pattern ends a series.
+pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
