@@ -1,1 +1,61 @@
-//! (being written)
+//! # timeless_nif
+//!
+//! The rustler boundary of TimelessMetrics. It only converts terms and picks
+//! schedulers; all logic lives in `timeless_engine` and `timeless_admin`.
+//!
+//! | module      | NIFs |
+//! |-------------|------|
+//! | [`convert`] | term <-> engine value helpers, the error tuple `{:error, {kind, message}}` |
+//! | [`write`]   | write path: `resolve`, `write_batch`, `write_resolved` |
+//! | [`read`]    | read path: `read_series`, `read_many`, `aggregate`, `latest`, listings |
+//! | [`admin`]   | lifecycle and admin: open/close/flush/merge/maintain/info/delete, admin SQLite |
+//!
+//! Every NIF that can take longer than about a millisecond is on a dirty scheduler.
+//! A Rust panic becomes an Erlang exception (`:nif_panicked`), never a VM crash.
+
+mod admin;
+mod convert;
+mod read;
+mod write;
+
+use std::sync::Arc;
+
+use timeless_engine::store::Store;
+
+/// An open store, shared by every process that holds the handle.
+pub struct StoreRes {
+    pub store: Arc<Store>,
+}
+
+#[rustler::resource_impl]
+impl rustler::Resource for StoreRes {}
+
+/// An open admin database (SQLite), behind a mutex: SQLite connections are not Sync.
+pub struct AdminRes {
+    pub db: std::sync::Mutex<Option<timeless_admin::AdminDb>>,
+}
+
+#[rustler::resource_impl]
+impl rustler::Resource for AdminRes {}
+
+pub mod atoms {
+    rustler::atoms! {
+        ok,
+        error,
+        nil,
+        nan,
+        infinity,
+        neg_infinity,
+        stale,
+        eq,
+        ne,
+        re,
+        nre,
+        always,
+        never,
+        interval,
+        blob,
+    }
+}
+
+rustler::init!("Elixir.TimelessMetrics.Native");

@@ -1,0 +1,37 @@
+defmodule TimelessMetrics.Supervisor do
+  @moduledoc """
+  One supervisor per store. Children are named after the store, so several stores
+  run in one VM.
+
+  ```text
+  TimelessMetrics.Supervisor  (name: :"<store>.supervisor", strategy: :rest_for_one)
+  ├── TimelessMetrics.RustEngine   :"<store>.engine"   engine handle, WAL, maintenance ticks
+  └── TimelessMetrics.DB           :"<store>.db"       admin SQLite (metadata, alerts, targets...)
+  ```
+
+  Later features add (skipped in memory mode where they need disk): IngestWorker x N,
+  AlertEvaluator, SelfMonitor, the scrape DynamicSupervisor and Scraper.
+
+      children = [{TimelessMetrics, name: :metrics, data_dir: "/var/lib/metrics"}]
+      Supervisor.start_link(children, strategy: :one_for_one)
+  """
+  use Supervisor
+
+  @doc "Start a store's supervisor from validated options."
+  @spec start_link(map()) :: Supervisor.on_start()
+  def start_link(opts), do: Supervisor.start_link(__MODULE__, opts, name: child_name(opts.name, :supervisor))
+
+  @doc "The registered name of a store's child."
+  @spec child_name(atom(), atom()) :: atom()
+  def child_name(store, role), do: :"#{store}.#{role}"
+
+  @impl true
+  def init(opts) do
+    children = [
+      {TimelessMetrics.RustEngine, opts},
+      {TimelessMetrics.DB, opts}
+    ]
+
+    Supervisor.init(children, strategy: :rest_for_one)
+  end
+end
