@@ -8,7 +8,7 @@ defmodule TimelessMetrics.DB do
   The process owns the connection; calls run in the caller on a dirty I/O scheduler
   (the connection is behind a mutex in Rust).
 
-      iex> TimelessMetrics.DB.execute(:metrics, "INSERT INTO admin_kv (key, value) VALUES (?1, ?2)", ["k", "v"])
+      iex> TimelessMetrics.DB.execute(:metrics, "INSERT INTO admin_kv (key, value, updated_at) VALUES (?1, ?2, ?3)", ["k", "v", 0])
       {:ok, %{changes: 1, last_insert_id: 1}}
       iex> TimelessMetrics.DB.query(:metrics, "SELECT value FROM admin_kv WHERE key = ?1", ["k"])
       {:ok, %{columns: ["value"], rows: [["v"]]}}

@@ -1003,3 +1003,9 @@ fn replay_samples(registry: &Registry, head: &Head, ids: &[SeriesId], ts: &[Time
     let vals: Vec<f64> = keep.iter().map(|&i| vals[i]).collect();
     head.insert(&ids, &ts, &vals, now);
 }
+
+#[allow(dead_code)]
+fn assert_store_is_send_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<Store>();
+}

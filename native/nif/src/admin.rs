@@ -59,10 +59,11 @@ fn decode_config(map: Term) -> NifResult<StoreConfig> {
 
 /// `store_open(config_map) -> {store, warnings}`
 #[rustler::nif(schedule = "DirtyIo")]
-fn store_open(config: Term) -> NifResult<(ResourceArc<StoreRes>, Vec<String>)> {
+fn store_open<'a>(env: Env<'a>, config: Term<'a>) -> NifResult<Term<'a>> {
     let cfg = decode_config(config)?;
     let (store, warnings) = Store::open(cfg).map_err(engine_err)?;
-    Ok((ResourceArc::new(StoreRes { store: Arc::new(store) }), warnings))
+    let handle = ResourceArc::new(StoreRes { store: Arc::new(store) });
+    Ok((handle, warnings).encode(env))
 }
 
 /// Flushes and releases the data directory; later calls answer `{:error, {:unavailable, _}}`.

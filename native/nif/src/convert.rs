@@ -76,11 +76,8 @@ pub fn decode_value(term: Term) -> Option<f64> {
         }
         return None;
     }
-    // Integers beyond i64 (bignums) still are numbers.
-    if term.is_number() {
-        return term.decode::<rustler::BigInt>().ok().and_then(|b| b.to_string().parse().ok());
-    }
-    None
+    // Integers beyond i64 up to u64 still are numbers; larger bignums are refused.
+    term.decode::<u64>().ok().map(|v| v as f64)
 }
 
 /// A timestamp in `unit_ms` units (1000 = seconds, 1 = milliseconds) -> engine ms.

@@ -46,9 +46,9 @@ fn raw_key<'a>(metric: Term<'a>, labels: Term<'a>, key: &mut Vec<u8>) -> Result<
 
 /// Parse a raw key back into validated labels (only on a cache miss).
 fn labels_from_key(store: &Store, key: &[u8]) -> timeless_engine::Result<Labels> {
-    let text = |b: &[u8]| {
+    fn text(b: &[u8]) -> timeless_engine::Result<&str> {
         std::str::from_utf8(b).map_err(|_| timeless_engine::Error::bad_input("labels must be valid UTF-8"))
-    };
+    }
     let mut parts = key.split(|&b| b == PAIR_END);
     let metric = text(parts.next().unwrap_or_default())?;
     let mut pairs = Vec::new();
