@@ -1,1 +1,685 @@
-//! (being written)
+//! Batched chunk files: many series' chunks in one immutable file.
+//!
+//! ```text
+//! [file header 24 B][chunk record]...[chunk record][index][trailer 32 B]
+//! ```
+//! Every chunk record carries its own header (series id, min/max ts, count, codec, body
+//! length, crc32), so a file can be rescanned front to back; the index at the end repeats
+//! the same metadata so [`ChunkFile::open`] reads only the index, never a chunk body.
+//! Integers in record headers and the index are LEB128 varints (zigzag for timestamps) to
+//! keep the fixed per-chunk cost small. Byte layouts: `FORMAT-chunk.md`.
+//!
+//! Files are written once (temp file, fsync, rename, fsync dir) and never modified, which
+//! is what makes memory-mapping them safe.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::codec;
+use crate::error::{Error, Result};
+use crate::SeriesId;
+
+/// First 8 bytes of every chunk file.
+pub const FILE_MAGIC: &[u8; 8] = b"TMCHUNKS";
+/// Last 8 bytes of every chunk file.
+pub const TRAILER_MAGIC: &[u8; 8] = b"TMCKIDX1";
+/// Format version in the file header.
+pub const FORMAT_VERSION: u16 = 1;
+/// File header: magic(8) version(u16) flags(u16) reserved(u32) file_id(u64).
+pub const HEADER_LEN: usize = 24;
+/// Trailer: index_offset(u64) chunk_count(u64) index_crc32(u32) reserved(u32) magic(8).
+/// index_crc32 covers the index bytes and every trailer byte except itself.
+pub const TRAILER_LEN: usize = 32;
+/// First byte of every chunk record.
+pub const RECORD_MARKER: u8 = 0xC5;
+/// File name suffix.
+pub const FILE_SUFFIX: &str = ".chunks";
+
+/// Where one chunk lives and what it holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChunkMeta {
+    pub series_id: SeriesId,
+    pub min_ts: i64,
+    pub max_ts: i64,
+    pub count: u32,
+    pub codec: u8,
+    /// Offset of the chunk record (its header) in the file.
+    pub offset: u64,
+    /// Length of the encoded body (after the record header).
+    pub len: u32,
+    /// crc32 (IEEE) of the record header fields before the crc, then the body.
+    pub crc32: u32,
+}
+
+/// Collects many series' chunks into one file (a million series must not become a million files).
+pub struct ChunkFileWriter {
+    buf: Vec<u8>,
+    metas: Vec<ChunkMeta>,
+}
+
+impl Default for ChunkFileWriter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ChunkFileWriter {
+    pub fn new() -> Self {
+        let mut buf = Vec::with_capacity(64 * 1024);
+        buf.resize(HEADER_LEN, 0); // filled in by `finish` once the file id is known
+        ChunkFileWriter { buf, metas: Vec::new() }
+    }
+
+    /// Encode and append one chunk (same precondition as codec::encode, len >= 1).
+    /// An empty run adds nothing.
+    pub fn add(&mut self, series_id: SeriesId, ts: &[i64], vals: &[f64]) {
+        assert_eq!(ts.len(), vals.len(), "ChunkFileWriter::add: ts and vals lengths differ");
+        if ts.is_empty() {
+            return;
+        }
+        let count = u32::try_from(ts.len()).expect("ChunkFileWriter::add: more than u32::MAX points");
+        let (codec_id, body) = codec::encode(ts, vals);
+        let len = u32::try_from(body.len()).expect("ChunkFileWriter::add: chunk body over 4 GiB");
+        let offset = self.buf.len() as u64;
+        let (min_ts, max_ts) = (ts[0], ts[ts.len() - 1]);
+        let hdr_start = self.buf.len();
+        write_record_header(&mut self.buf, series_id, min_ts, max_ts, count, codec_id, len);
+        let mut h = crc32fast::Hasher::new();
+        h.update(&self.buf[hdr_start..]);
+        h.update(&body);
+        let crc32 = h.finalize();
+        self.buf.extend_from_slice(&crc32.to_le_bytes());
+        self.buf.extend_from_slice(&body);
+        self.metas.push(ChunkMeta { series_id, min_ts, max_ts, count, codec: codec_id, offset, len, crc32 });
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.metas.is_empty()
+    }
+
+    /// Bytes buffered so far (header and chunk records; the index is added on write).
+    pub fn bytes(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Write `<dir>/<file_id as 16 lowercase hex digits>.chunks` durably: write a temp file, fsync, rename, fsync the dir.
+    pub fn write(self, dir: &Path, file_id: u64) -> Result<(ChunkFile, Vec<ChunkMeta>)> {
+        let name = ChunkFile::file_name(file_id);
+        let path = dir.join(&name);
+        let tmp = dir.join(format!("{name}.tmp"));
+        let (bytes, metas, index_offset) = self.finish(file_id);
+        {
+            let mut f = File::create(&tmp).map_err(|e| Error::io(tmp.display(), e))?;
+            f.write_all(&bytes).map_err(|e| Error::io(tmp.display(), e))?;
+            f.sync_all().map_err(|e| Error::io(tmp.display(), e))?;
+        }
+        let expected_len = bytes.len();
+        drop(bytes);
+        fs::rename(&tmp, &path).map_err(|e| Error::io(format!("rename {} -> {}", tmp.display(), path.display()), e))?;
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| Error::io(format!("fsync dir {}", dir.display()), e))?;
+        let data = map_file(&path)?;
+        if data.len() != expected_len {
+            return Err(Error::corrupt(format!(
+                "chunk file {}: {} bytes after writing {expected_len}",
+                path.display(),
+                data.len()
+            )));
+        }
+        Ok((ChunkFile { id: file_id, path: Some(path), data: Data::Mapped(data), index_offset }, metas))
+    }
+
+    /// Same bytes, kept in memory (memory mode: no files at all).
+    pub fn into_memory(self, file_id: u64) -> Result<(ChunkFile, Vec<ChunkMeta>)> {
+        let (bytes, metas, index_offset) = self.finish(file_id);
+        Ok((ChunkFile { id: file_id, path: None, data: Data::Owned(bytes), index_offset }, metas))
+    }
+
+    /// Complete the file image: header with the file id, index, trailer.
+    fn finish(self, file_id: u64) -> (Vec<u8>, Vec<ChunkMeta>, u64) {
+        let ChunkFileWriter { mut buf, metas } = self;
+        buf[0..8].copy_from_slice(FILE_MAGIC);
+        buf[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        buf[10..12].copy_from_slice(&0u16.to_le_bytes());
+        buf[12..16].copy_from_slice(&0u32.to_le_bytes());
+        buf[16..24].copy_from_slice(&file_id.to_le_bytes());
+        let index_offset = buf.len() as u64;
+        let mut prev_offset = 0u64;
+        for m in &metas {
+            put_varint(&mut buf, m.series_id);
+            put_varint(&mut buf, m.offset - prev_offset);
+            put_varint(&mut buf, zigzag(m.min_ts));
+            put_varint(&mut buf, (m.max_ts as u64).wrapping_sub(m.min_ts as u64));
+            put_varint(&mut buf, m.count as u64);
+            buf.push(m.codec);
+            put_varint(&mut buf, m.len as u64);
+            buf.extend_from_slice(&m.crc32.to_le_bytes());
+            prev_offset = m.offset;
+        }
+        let mut t = [0u8; TRAILER_LEN];
+        t[0..8].copy_from_slice(&index_offset.to_le_bytes());
+        t[8..16].copy_from_slice(&(metas.len() as u64).to_le_bytes());
+        let mut h = crc32fast::Hasher::new();
+        h.update(&buf[index_offset as usize..]);
+        t[24..32].copy_from_slice(TRAILER_MAGIC);
+        h.update(&t[0..16]);
+        h.update(&t[20..32]);
+        t[16..20].copy_from_slice(&h.finalize().to_le_bytes());
+        buf.extend_from_slice(&t);
+        (buf, metas, index_offset)
+    }
+}
+
+fn write_record_header(
+    out: &mut Vec<u8>,
+    series_id: SeriesId,
+    min_ts: i64,
+    max_ts: i64,
+    count: u32,
+    codec_id: u8,
+    len: u32,
+) {
+    out.push(RECORD_MARKER);
+    put_varint(out, series_id);
+    put_varint(out, zigzag(min_ts));
+    put_varint(out, (max_ts as u64).wrapping_sub(min_ts as u64));
+    put_varint(out, count as u64);
+    out.push(codec_id);
+    put_varint(out, len as u64);
+}
+
+enum Data {
+    Mapped(memmap2::Mmap),
+    Owned(Vec<u8>),
+}
+
+/// A readable chunk file: memory-mapped (or owned bytes in memory mode). Send + Sync.
+pub struct ChunkFile {
+    id: u64,
+    path: Option<PathBuf>,
+    data: Data,
+    /// End of the chunk records (start of the index).
+    index_offset: u64,
+}
+
+fn map_file(path: &Path) -> Result<memmap2::Mmap> {
+    let f = File::open(path).map_err(|e| Error::io(path.display(), e))?;
+    let len = f.metadata().map_err(|e| Error::io(path.display(), e))?.len();
+    if len < (HEADER_LEN + TRAILER_LEN) as u64 {
+        return Err(Error::corrupt(format!(
+            "chunk file {}: {len} bytes is shorter than header and footer",
+            path.display()
+        )));
+    }
+    // Safety: chunk files are immutable after the rename that publishes them; nothing in
+    // the engine writes to or truncates a published file while it is mapped.
+    unsafe { memmap2::Mmap::map(&f) }.map_err(|e| Error::io(format!("mmap {}", path.display()), e))
+}
+
+impl ChunkFile {
+    /// Open and return every chunk's metadata read from the file's footer/index ONLY (no chunk body is decoded:
+    /// restart must be fast with ~1M chunks). A file whose footer is missing/corrupt -> Err(Corrupt) naming the file.
+    pub fn open(path: &Path, file_id: u64) -> Result<(ChunkFile, Vec<ChunkMeta>)> {
+        let data = map_file(path)?;
+        let (metas, index_offset) = parse_footer(&data, file_id)
+            .map_err(|msg| Error::corrupt(format!("chunk file {}: {msg}", path.display())))?;
+        Ok((
+            ChunkFile { id: file_id, path: Some(path.to_path_buf()), data: Data::Mapped(data), index_offset },
+            metas,
+        ))
+    }
+
+    /// Open a chunk file image held in memory (for example one produced by `into_memory`
+    /// and copied), validating it exactly like [`ChunkFile::open`].
+    pub fn from_bytes(bytes: Vec<u8>, file_id: u64) -> Result<(ChunkFile, Vec<ChunkMeta>)> {
+        let (metas, index_offset) = parse_footer(&bytes, file_id).map_err(|msg| {
+            Error::corrupt(format!("chunk file <memory>/{}: {msg}", Self::file_name(file_id)))
+        })?;
+        Ok((ChunkFile { id: file_id, path: None, data: Data::Owned(bytes), index_offset }, metas))
+    }
+
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    pub fn size_bytes(&self) -> u64 {
+        self.bytes().len() as u64
+    }
+
+    /// The whole file image.
+    pub fn bytes(&self) -> &[u8] {
+        match &self.data {
+            Data::Mapped(m) => m,
+            Data::Owned(v) => v,
+        }
+    }
+
+    /// `<id>.chunks` for a file id.
+    pub fn file_name(file_id: u64) -> String {
+        format!("{file_id:016x}{FILE_SUFFIX}")
+    }
+
+    fn display_name(&self) -> String {
+        match &self.path {
+            Some(p) => p.display().to_string(),
+            None => format!("<memory>/{}", Self::file_name(self.id)),
+        }
+    }
+
+    /// Decode one chunk, verifying its crc32 -> Err(Corrupt) naming file and offset on mismatch.
+    pub fn read(&self, meta: &ChunkMeta, ts_out: &mut Vec<i64>, vals_out: &mut Vec<f64>) -> Result<()> {
+        let err = |msg: String| {
+            Error::corrupt(format!("chunk file {} offset {}: {msg}", self.display_name(), meta.offset))
+        };
+        let records = &self.bytes()[..self.index_offset as usize];
+        let start = usize::try_from(meta.offset)
+            .ok()
+            .filter(|&o| o >= HEADER_LEN && o < records.len())
+            .ok_or_else(|| err("offset outside the chunk area".into()))?;
+        let rec = &records[start..];
+        let mut pos = 0usize;
+        let hdr = parse_record_header(rec, &mut pos).ok_or_else(|| err("truncated chunk header".into()))?;
+        let crc_end = pos + 4;
+        let body_end = crc_end
+            .checked_add(hdr.len as usize)
+            .filter(|&e| e <= rec.len())
+            .ok_or_else(|| err("chunk body runs past the chunk area".into()))?;
+        let stored_crc = u32::from_le_bytes(rec[pos..crc_end].try_into().unwrap());
+        let mut h = crc32fast::Hasher::new();
+        h.update(&rec[..pos]);
+        h.update(&rec[crc_end..body_end]);
+        let actual = h.finalize();
+        if actual != meta.crc32 || stored_crc != meta.crc32 {
+            return Err(err(format!(
+                "crc mismatch (index {:#010x}, header {:#010x}, computed {:#010x})",
+                meta.crc32, stored_crc, actual
+            )));
+        }
+        let on_disk = ChunkMeta { offset: meta.offset, crc32: stored_crc, ..hdr };
+        if on_disk != *meta {
+            return Err(err(format!("chunk header {on_disk:?} does not match index entry {meta:?}")));
+        }
+        codec::decode(meta.codec, &rec[crc_end..body_end], meta.count as usize, ts_out, vals_out)
+            .map_err(|e| err(e.message))
+    }
+
+    /// Parse a file name like "00000000000000ab.chunks" -> Some(0xab).
+    pub fn parse_file_name(name: &str) -> Option<u64> {
+        let hex = name.strip_suffix(FILE_SUFFIX)?;
+        if hex.len() != 16 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+            return None;
+        }
+        u64::from_str_radix(hex, 16).ok()
+    }
+}
+
+/// Record header fields (offset and crc32 left 0).
+fn parse_record_header(rec: &[u8], pos: &mut usize) -> Option<ChunkMeta> {
+    if *rec.first()? != RECORD_MARKER {
+        return None;
+    }
+    *pos = 1;
+    let series_id = get_varint(rec, pos)?;
+    let min_ts = unzigzag(get_varint(rec, pos)?);
+    let max_ts = (min_ts as u64).wrapping_add(get_varint(rec, pos)?) as i64;
+    let count = u32::try_from(get_varint(rec, pos)?).ok()?;
+    let codec = *rec.get(*pos)?;
+    *pos += 1;
+    let len = u32::try_from(get_varint(rec, pos)?).ok()?;
+    if *pos + 4 > rec.len() {
+        return None;
+    }
+    Some(ChunkMeta { series_id, min_ts, max_ts, count, codec, offset: 0, len, crc32: 0 })
+}
+
+/// Validate header and trailer, check the index crc, decode the index.
+fn parse_footer(data: &[u8], file_id: u64) -> std::result::Result<(Vec<ChunkMeta>, u64), String> {
+    let size = data.len();
+    if size < HEADER_LEN + TRAILER_LEN {
+        return Err(format!("{size} bytes is shorter than header and footer"));
+    }
+    if &data[0..8] != FILE_MAGIC {
+        return Err("bad file magic".into());
+    }
+    let version = u16::from_le_bytes([data[8], data[9]]);
+    if version != FORMAT_VERSION {
+        return Err(format!("unsupported format version {version}"));
+    }
+    let stored_id = u64::from_le_bytes(data[16..24].try_into().unwrap());
+    if stored_id != file_id {
+        return Err(format!("header names file id {stored_id:016x}, expected {file_id:016x}"));
+    }
+    let t = &data[size - TRAILER_LEN..];
+    if &t[24..32] != TRAILER_MAGIC {
+        return Err("footer missing (bad trailer magic; file truncated?)".into());
+    }
+    let index_offset = u64::from_le_bytes(t[0..8].try_into().unwrap());
+    let chunk_count = u64::from_le_bytes(t[8..16].try_into().unwrap());
+    let index_crc = u32::from_le_bytes(t[16..20].try_into().unwrap());
+    let index_end = size - TRAILER_LEN;
+    if index_offset < HEADER_LEN as u64 || index_offset > index_end as u64 {
+        return Err(format!("index offset {index_offset} out of range"));
+    }
+    let index = &data[index_offset as usize..index_end];
+    let mut h = crc32fast::Hasher::new();
+    h.update(index);
+    h.update(&t[0..16]);
+    h.update(&t[20..32]);
+    if h.finalize() != index_crc {
+        return Err("footer index crc mismatch".into());
+    }
+    // each entry takes at least 11 bytes; this bounds the allocation below
+    if chunk_count > (index.len() / 11) as u64 {
+        return Err(format!("index claims {chunk_count} chunks in {} bytes", index.len()));
+    }
+    let mut metas = Vec::with_capacity(chunk_count as usize);
+    let mut pos = 0usize;
+    let mut offset = 0u64;
+    let bad = |i: u64| format!("index entry {i} malformed");
+    for i in 0..chunk_count {
+        let series_id = get_varint(index, &mut pos).ok_or_else(|| bad(i))?;
+        offset = offset.checked_add(get_varint(index, &mut pos).ok_or_else(|| bad(i))?).ok_or_else(|| bad(i))?;
+        let min_ts = unzigzag(get_varint(index, &mut pos).ok_or_else(|| bad(i))?);
+        let span = get_varint(index, &mut pos).ok_or_else(|| bad(i))?;
+        let max_ts = (min_ts as u64).wrapping_add(span) as i64;
+        let count = get_varint(index, &mut pos).and_then(|c| u32::try_from(c).ok()).ok_or_else(|| bad(i))?;
+        let codec = *index.get(pos).ok_or_else(|| bad(i))?;
+        pos += 1;
+        let len = get_varint(index, &mut pos).and_then(|c| u32::try_from(c).ok()).ok_or_else(|| bad(i))?;
+        let crc = index.get(pos..pos + 4).ok_or_else(|| bad(i))?;
+        pos += 4;
+        let crc32 = u32::from_le_bytes(crc.try_into().unwrap());
+        if offset < HEADER_LEN as u64 || offset + len as u64 >= index_offset || count == 0 || max_ts < min_ts {
+            return Err(format!("index entry {i} (offset {offset}) inconsistent"));
+        }
+        metas.push(ChunkMeta { series_id, min_ts, max_ts, count, codec, offset, len, crc32 });
+    }
+    if pos != index.len() {
+        return Err(format!("{} trailing bytes after the index", index.len() - pos));
+    }
+    Ok((metas, index_offset))
+}
+
+#[inline]
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+#[inline]
+fn unzigzag(u: u64) -> i64 {
+    ((u >> 1) as i64) ^ -((u & 1) as i64)
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn get_varint(data: &[u8], pos: &mut usize) -> Option<u64> {
+    let mut v = 0u64;
+    for i in 0..10 {
+        let b = *data.get(*pos)?;
+        *pos += 1;
+        if i == 9 && b > 1 {
+            return None;
+        }
+        v |= ((b & 0x7f) as u64) << (7 * i);
+        if b & 0x80 == 0 {
+            return Some(v);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorKind;
+    use crate::STALE_NAN_BITS;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    fn series(k: u64, n: usize) -> (Vec<i64>, Vec<f64>) {
+        let ts: Vec<i64> = (0..n as i64).map(|i| 1_700_000_000_000 + i * 10_000 + (i * k as i64) % 3).collect();
+        let vals: Vec<f64> = (0..n)
+            .map(|i| match (k + i as u64) % 5 {
+                0 => ((i * 17 + k as usize) % 10_000) as f64 / 100.0,
+                1 => (k * 1_000_000 + i as u64 * 4096) as f64,
+                2 => f64::from_bits(STALE_NAN_BITS),
+                3 => -0.0,
+                _ => (i as f64).sqrt(),
+            })
+            .collect();
+        (ts, vals)
+    }
+
+    fn build(n_series: u64) -> (ChunkFileWriter, Vec<(u64, Vec<i64>, Vec<f64>)>) {
+        let mut w = ChunkFileWriter::new();
+        assert!(w.is_empty());
+        let mut expect = Vec::new();
+        for k in 0..n_series {
+            let n = [1usize, 2, 120, 720, 700][k as usize % 5];
+            let (ts, vals) = series(k, n);
+            let id = k.wrapping_mul(0x9e37_79b9_7f4a_7c15); // large, unordered ids
+            w.add(id, &ts, &vals);
+            expect.push((id, ts, vals));
+        }
+        (w, expect)
+    }
+
+    fn check_all(file: &ChunkFile, metas: &[ChunkMeta], expect: &[(u64, Vec<i64>, Vec<f64>)]) {
+        assert_eq!(metas.len(), expect.len());
+        let (mut t, mut v) = (Vec::new(), Vec::new());
+        for (m, (id, ts, vals)) in metas.iter().zip(expect) {
+            assert_eq!(m.series_id, *id);
+            assert_eq!((m.min_ts, m.max_ts, m.count as usize), (ts[0], *ts.last().unwrap(), ts.len()));
+            t.clear();
+            v.clear();
+            file.read(m, &mut t, &mut v).unwrap();
+            assert_eq!(&t, ts);
+            assert_eq!(
+                v.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                vals.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+            );
+        }
+    }
+
+    #[test]
+    fn chunk_write_open_read_many_series() {
+        assert_send_sync::<ChunkFile>();
+        let dir = tempfile::tempdir().unwrap();
+        let (w, expect) = build(500);
+        assert!(!w.is_empty());
+        let buffered = w.bytes();
+        let (file, metas) = w.write(dir.path(), 0xab).unwrap();
+        let path = dir.path().join("00000000000000ab.chunks");
+        assert_eq!(file.path(), Some(path.as_path()));
+        assert_eq!(file.id(), 0xab);
+        assert!(file.size_bytes() as usize > buffered);
+        assert_eq!(file.size_bytes(), fs::metadata(&path).unwrap().len());
+        assert!(!dir.path().join("00000000000000ab.chunks.tmp").exists());
+        check_all(&file, &metas, &expect);
+
+        let (file2, metas2) = ChunkFile::open(&path, 0xab).unwrap();
+        assert_eq!(metas2, metas);
+        check_all(&file2, &metas2, &expect);
+        // the per-chunk fixed cost stays small: header + index entry well under 64 bytes
+        let body: u64 = metas.iter().map(|m| m.len as u64).sum();
+        let overhead = file.size_bytes() - body - (HEADER_LEN + TRAILER_LEN) as u64;
+        assert!(overhead / (metas.len() as u64) < 64, "overhead {overhead} for {} chunks", metas.len());
+        // readers on several threads at once
+        std::thread::scope(|s| {
+            for _ in 0..2 {
+                s.spawn(|| check_all(&file2, &metas2, &expect));
+            }
+        });
+    }
+
+    #[test]
+    fn chunk_into_memory_matches_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (w1, expect) = build(37);
+        let (w2, _) = build(37);
+        let (mem, mmetas) = w1.into_memory(7).unwrap();
+        let (disk, dmetas) = w2.write(dir.path(), 7).unwrap();
+        assert_eq!(mem.path(), None);
+        assert_eq!(mem.id(), 7);
+        assert_eq!(mmetas, dmetas);
+        assert_eq!(mem.bytes(), disk.bytes());
+        assert_eq!(mem.size_bytes(), disk.size_bytes());
+        check_all(&mem, &mmetas, &expect);
+        let (again, ametas) = ChunkFile::from_bytes(mem.bytes().to_vec(), 7).unwrap();
+        assert_eq!(ametas, mmetas);
+        check_all(&again, &ametas, &expect);
+    }
+
+    #[test]
+    fn chunk_empty_writer_and_extreme_metadata() {
+        let dir = tempfile::tempdir().unwrap();
+        let (f, m) = ChunkFileWriter::new().write(dir.path(), u64::MAX).unwrap();
+        assert!(m.is_empty());
+        let (_, m2) = ChunkFile::open(&dir.path().join("ffffffffffffffff.chunks"), u64::MAX).unwrap();
+        assert!(m2.is_empty());
+        assert_eq!(f.size_bytes(), (HEADER_LEN + TRAILER_LEN) as u64);
+
+        let mut w = ChunkFileWriter::new();
+        w.add(1, &[], &[]); // empty runs add nothing
+        assert!(w.is_empty());
+        w.add(u64::MAX, &[i64::MIN, i64::MAX], &[f64::NAN, f64::NEG_INFINITY]);
+        w.add(0, &[-5], &[f64::from_bits(STALE_NAN_BITS)]);
+        let (f, metas) = w.write(dir.path(), 1).unwrap();
+        let (_, reopened) = ChunkFile::open(f.path().unwrap(), 1).unwrap();
+        assert_eq!(reopened, metas);
+        assert_eq!((metas[0].min_ts, metas[0].max_ts, metas[0].series_id), (i64::MIN, i64::MAX, u64::MAX));
+        let (mut t, mut v) = (Vec::new(), Vec::new());
+        f.read(&metas[1], &mut t, &mut v).unwrap();
+        assert_eq!((t[0], v[0].to_bits()), (-5, STALE_NAN_BITS));
+    }
+
+    #[test]
+    fn chunk_crc_mismatch_names_file_and_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let (w, _) = build(10);
+        let (file, metas) = w.write(dir.path(), 3).unwrap();
+        let path = file.path().unwrap().to_path_buf();
+        drop(file);
+        // flip one byte in the body of chunk 4 (bodies are not covered by the index crc)
+        let m = metas[4];
+        let mut bytes = fs::read(&path).unwrap();
+        let body_last = (metas[5].offset - 1) as usize;
+        bytes[body_last] ^= 0x40;
+        fs::write(&path, &bytes).unwrap();
+        let (file, metas2) = ChunkFile::open(&path, 3).unwrap();
+        assert_eq!(metas2, metas);
+        let (mut t, mut v) = (Vec::new(), Vec::new());
+        let err = file.read(&m, &mut t, &mut v).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Corrupt);
+        assert!(err.message.contains("0000000000000003.chunks"), "{}", err.message);
+        assert!(err.message.contains(&format!("offset {}", m.offset)), "{}", err.message);
+        assert!(err.message.contains("crc mismatch"), "{}", err.message);
+        assert!(t.is_empty() && v.is_empty());
+        // neighbours still read fine
+        file.read(&metas[3], &mut t, &mut v).unwrap();
+        file.read(&metas[5], &mut t, &mut v).unwrap();
+        // a meta that does not match what is on disk is refused, not decoded blindly
+        let mut wrong = metas[3];
+        wrong.count += 1;
+        assert_eq!(file.read(&wrong, &mut t, &mut v).unwrap_err().kind, ErrorKind::Corrupt);
+        let mut wrong = metas[3];
+        wrong.offset += 1;
+        assert_eq!(file.read(&wrong, &mut t, &mut v).unwrap_err().kind, ErrorKind::Corrupt);
+        let mut wrong = metas[3];
+        wrong.offset = file.size_bytes();
+        assert_eq!(file.read(&wrong, &mut t, &mut v).unwrap_err().kind, ErrorKind::Corrupt);
+        // a corrupted record header is caught by the crc too
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[metas[6].offset as usize + 1] ^= 0x01; // series id varint
+        let (mem, _) = ChunkFile::from_bytes(bytes, 3).unwrap();
+        let err = mem.read(&metas[6], &mut t, &mut v).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Corrupt);
+        assert!(err.message.contains("<memory>/0000000000000003.chunks"), "{}", err.message);
+    }
+
+    #[test]
+    fn chunk_corrupt_or_truncated_footer() {
+        let dir = tempfile::tempdir().unwrap();
+        let (w, _) = build(20);
+        let (file, metas) = w.write(dir.path(), 9).unwrap();
+        let path = file.path().unwrap().to_path_buf();
+        let good = file.bytes().to_vec();
+        drop(file);
+        let index_offset = u64::from_le_bytes(good[good.len() - 32..good.len() - 24].try_into().unwrap()) as usize;
+        let check = |bytes: &[u8], what: &str| {
+            let p = dir.path().join("0000000000000009.chunks");
+            fs::write(&p, bytes).unwrap();
+            let err = match ChunkFile::open(&p, 9) {
+                Ok(_) => panic!("{what}: open succeeded"),
+                Err(e) => e,
+            };
+            assert_eq!(err.kind, ErrorKind::Corrupt, "{what}: {err}");
+            assert!(err.message.contains("0000000000000009.chunks"), "{what}: {}", err.message);
+            let mem = ChunkFile::from_bytes(bytes.to_vec(), 9);
+            assert_eq!(mem.err().map(|e| e.kind), Some(ErrorKind::Corrupt), "{what} (memory)");
+        };
+        // truncations anywhere lose the trailer
+        for cut in [0, 5, 24, 56, good.len() / 2, index_offset, good.len() - 1, good.len() - 8] {
+            check(&good[..cut], &format!("truncated to {cut}"));
+        }
+        // every single-byte flip in the index or trailer is detected
+        for i in index_offset..good.len() {
+            let mut b = good.clone();
+            b[i] ^= 0x10;
+            check(&b, &format!("flip at {i}"));
+        }
+        // header damage
+        for i in [0usize, 8, 16] {
+            let mut b = good.clone();
+            b[i] ^= 0x01;
+            check(&b, &format!("header flip at {i}"));
+        }
+        // a torn append (garbage after a valid trailer) is not a valid file either
+        let mut b = good.clone();
+        b.extend_from_slice(&[0u8; 7]);
+        check(&b, "trailing garbage");
+        // the wrong file id
+        fs::write(&path, &good).unwrap();
+        assert_eq!(ChunkFile::open(&path, 10).err().unwrap().kind, ErrorKind::Corrupt);
+        // and the intact file still opens
+        let (_, m) = ChunkFile::open(&path, 9).unwrap();
+        assert_eq!(m, metas);
+        // missing file is an io error
+        assert_eq!(ChunkFile::open(&dir.path().join("nope.chunks"), 9).err().unwrap().kind, ErrorKind::Io);
+    }
+
+    #[test]
+    fn chunk_parse_file_name() {
+        assert_eq!(ChunkFile::parse_file_name("00000000000000ab.chunks"), Some(0xab));
+        assert_eq!(ChunkFile::parse_file_name("ffffffffffffffff.chunks"), Some(u64::MAX));
+        assert_eq!(ChunkFile::parse_file_name("0000000000000000.chunks"), Some(0));
+        for bad in [
+            "00000000000000AB.chunks",
+            "0000000000000ab.chunks",
+            "000000000000000ab.chunks",
+            "00000000000000ab.chunk",
+            "00000000000000ab.chunks.tmp",
+            "+0000000000000ab.chunks",
+            "00000000000000ab",
+            ".chunks",
+            "",
+        ] {
+            assert_eq!(ChunkFile::parse_file_name(bad), None, "{bad}");
+        }
+        for id in [0u64, 1, 0xab, 1 << 40, u64::MAX] {
+            assert_eq!(ChunkFile::parse_file_name(&ChunkFile::file_name(id)), Some(id));
+        }
+    }
+}
