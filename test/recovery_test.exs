@@ -24,29 +24,24 @@ defmodule TimelessMetrics.RecoveryTest do
     assert {:ok, %{series: 6}} = TM.info(s)
   end
 
-  test "unflushed points come back from the WAL after an unclean stop", %{tmp_dir: dir} do
+  test "a killed engine owner is restarted by its supervisor with the data intact", %{tmp_dir: dir} do
     s = TestStore.start!(data_dir: dir, flush_interval: 3_600_000)
     :ok = TM.write_batch(s, for(i <- 1..100, do: {"w", %{}, i, i}))
     {:ok, info} = TM.info(s)
     assert info.wal_bytes > 0
-    # Kill the engine owner without letting it flush or close.
-    pid = Process.whereis(TimelessMetrics.Supervisor.child_name(s, :engine))
-    sup = Process.whereis(TimelessMetrics.Supervisor.child_name(s, :supervisor))
-    Process.unlink(sup)
-    ref = Process.monitor(sup)
-    Process.exit(sup, :kill)
+    engine = TimelessMetrics.Supervisor.child_name(s, :engine)
+    pid = Process.whereis(engine)
+    ref = Process.monitor(pid)
     Process.exit(pid, :kill)
-    assert_receive {:DOWN, ^ref, _, _, _}
-    # The engine resource is released when its last reference is collected.
-    :erlang.garbage_collect()
-    wait_until_unlocked(dir, s)
-    {:ok, rows} = TM.query_multi(s, "w", %{})
-    assert [%{points: points}] = rows
-    assert length(points) == 100
+    assert_receive {:DOWN, ^ref, _, _, :killed}
+    wait_for_restart(engine, pid)
+    {:ok, [%{points: points}]} = TM.query_multi(s, "w", %{})
+    assert points == for(i <- 1..100, do: {i, i * 1.0})
   end
 
   test "a second store on the same data dir is refused", %{tmp_dir: dir} do
     _s = TestStore.start!(data_dir: dir)
+    Process.flag(:trap_exit, true)
     assert {:error, :locked} = TM.start_link(name: TestStore.unique_name(), data_dir: dir)
   end
 
@@ -102,17 +97,10 @@ defmodule TimelessMetrics.RecoveryTest do
     assert log =~ Path.basename(bad)
   end
 
-  defp wait_until_unlocked(dir, name, tries \\ 50) do
-    case TM.start_link(name: name, data_dir: dir) do
-      {:ok, pid} ->
-        Process.unlink(pid)
-        on_exit(fn -> if Process.alive?(pid), do: Supervisor.stop(pid) end)
-        :ok
-
-      {:error, :locked} when tries > 0 ->
-        :erlang.garbage_collect()
-        Process.sleep(20)
-        wait_until_unlocked(dir, name, tries - 1)
+  defp wait_for_restart(name, old, tries \\ 100) do
+    case Process.whereis(name) do
+      pid when is_pid(pid) and pid != old -> :ok
+      _ when tries > 0 -> Process.sleep(10) && wait_for_restart(name, old, tries - 1)
     end
   end
 end

@@ -33,6 +33,7 @@ defmodule TimelessMetrics.RustEngine do
   @impl true
   def init(opts) do
     Process.flag(:trap_exit, true)
+    close_stale_handle(opts.name)
 
     case Engine.open(Options.engine_config(opts)) do
       {:ok, {ref, warnings}} ->
@@ -76,6 +77,19 @@ defmodule TimelessMetrics.RustEngine do
     case Engine.wrap(fn -> Native.store_close(state.ref) end) do
       :ok -> :ok
       {:error, reason} -> Logger.error("TimelessMetrics #{inspect(state.opts.name)} close failed: #{inspect(reason)}")
+    end
+  end
+
+  # A predecessor killed without running terminate/2 left its handle published,
+  # still holding the data directory: close it so this process can reopen.
+  defp close_stale_handle(store) do
+    case Engine.handle(store) do
+      {:ok, %{ref: ref}} ->
+        :persistent_term.erase(Engine.key(store))
+        Engine.wrap(fn -> Native.store_close(ref) end)
+
+      {:error, _} ->
+        :ok
     end
   end
 

@@ -73,25 +73,26 @@ fn store_close(res: ResourceArc<StoreRes>) -> NifResult<Atom> {
     Ok(atoms::ok())
 }
 
-fn stats_term<'a>(env: Env<'a>, s: &FlushStats) -> Term<'a> {
-    Term::map_from_pairs(
-        env,
-        &[("series", s.series), ("points", s.points), ("files", s.files), ("bytes", s.bytes)],
-    )
-    .expect("map")
-    .encode(env)
+fn atom_map<'a>(env: Env<'a>, keys: &[&str], values: &[Term<'a>]) -> NifResult<Term<'a>> {
+    let keys: Vec<Term> = keys.iter().map(|k| Atom::from_str(env, k).map(|a| a.encode(env))).collect::<NifResult<_>>()?;
+    Term::map_from_term_arrays(env, &keys, values)
+}
+
+fn stats_term<'a>(env: Env<'a>, s: &FlushStats) -> NifResult<Term<'a>> {
+    let values = [s.series.encode(env), s.points.encode(env), s.files.encode(env), s.bytes.encode(env)];
+    atom_map(env, &["series", "points", "files", "bytes"], &values)
 }
 
 #[rustler::nif(schedule = "DirtyIo")]
 fn store_flush<'a>(env: Env<'a>, res: ResourceArc<StoreRes>) -> NifResult<Term<'a>> {
     let stats = res.store.flush().map_err(engine_err)?;
-    Ok(stats_term(env, &stats))
+    stats_term(env, &stats)
 }
 
 #[rustler::nif(schedule = "DirtyIo")]
 fn store_merge<'a>(env: Env<'a>, res: ResourceArc<StoreRes>) -> NifResult<Term<'a>> {
     let stats = res.store.merge().map_err(engine_err)?;
-    Ok(stats_term(env, &stats))
+    stats_term(env, &stats)
 }
 
 /// `store_maintain(store, now_ms) -> {flushed_stats | nil, warnings}`
@@ -100,7 +101,7 @@ fn store_maintain<'a>(env: Env<'a>, res: ResourceArc<StoreRes>, now: i64) -> Nif
     let stats = res.store.maintain(now).map_err(engine_err)?;
     let warnings = res.store.take_warnings();
     let stats = match stats {
-        Some(s) => stats_term(env, &s),
+        Some(s) => stats_term(env, &s)?,
         None => atoms::nil().encode(env),
     };
     Ok((stats, warnings).encode(env))
@@ -134,8 +135,7 @@ fn store_info<'a>(env: Env<'a>, res: ResourceArc<StoreRes>) -> NifResult<Term<'a
         opt_ts(i.oldest_ts),
         opt_ts(i.newest_ts),
     ];
-    let keys: Vec<Term> = keys.iter().map(|k| rustler::Atom::from_str(env, k).unwrap().encode(env)).collect();
-    Term::map_from_term_arrays(env, &keys, &values).map_err(|_| bad_input("info map"))
+    atom_map(env, &keys, &values)
 }
 
 /// `delete_series(store, matchers) -> count`
