@@ -202,6 +202,14 @@ impl Registry {
         Ok(())
     }
 
+    /// Recovery: make every future id at least `at_least` (never lowers it). Use it with the
+    /// ids of series that were deleted before a restart (or a persisted high-water mark):
+    /// `insert_known` only sees live series, so without this an id of a deleted series
+    /// above every live one could be handed out again.
+    pub fn bump_next_id(&self, at_least: SeriesId) {
+        self.next.fetch_max(at_least, Ordering::SeqCst);
+    }
+
     pub fn get(&self, id: SeriesId) -> Option<Labels> {
         read(&self.index).labels(id)
     }

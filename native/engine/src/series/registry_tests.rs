@@ -209,6 +209,14 @@ fn series_registry_insert_known_recovery() {
     assert_eq!(r.insert_known(u64::MAX, labels("max", &[])).unwrap_err().kind, ErrorKind::Corrupt);
     assert_eq!(r.lookup(&labels("other", &[])), None);
     r.check_invariants();
+
+    // Deleted ids above every live one stay burnt once the store reports them.
+    let r2 = Registry::new();
+    r2.insert_known(5, labels("a", &[])).unwrap();
+    r2.bump_next_id(10); // e.g. series 9 was created and deleted before the restart
+    r2.bump_next_id(3); // never lowers
+    assert_eq!(r2.next_id(), 10);
+    assert_eq!(resolve(&r2, &labels("b", &[])), 10);
 }
 
 #[test]
