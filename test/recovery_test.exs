@@ -34,7 +34,7 @@ defmodule TimelessMetrics.RecoveryTest do
     ref = Process.monitor(pid)
     Process.exit(pid, :kill)
     assert_receive {:DOWN, ^ref, _, _, :killed}
-    wait_for_restart(engine, pid)
+    wait_for_restart(s, engine, pid)
     {:ok, [%{points: points}]} = TM.query_multi(s, "w", %{})
     assert points == for(i <- 1..100, do: {i, i * 1.0})
   end
@@ -97,10 +97,12 @@ defmodule TimelessMetrics.RecoveryTest do
     assert log =~ Path.basename(bad)
   end
 
-  defp wait_for_restart(name, old, tries \\ 100) do
-    case Process.whereis(name) do
-      pid when is_pid(pid) and pid != old -> :ok
-      _ when tries > 0 -> Process.sleep(10) && wait_for_restart(name, old, tries - 1)
+  defp wait_for_restart(store, name, old, tries \\ 200) do
+    with pid when is_pid(pid) and pid != old <- Process.whereis(name),
+         {:ok, _} <- TM.info(store) do
+      :ok
+    else
+      _ when tries > 0 -> Process.sleep(10) && wait_for_restart(store, name, old, tries - 1)
     end
   end
 end

@@ -473,7 +473,7 @@ impl Store {
         }
         let next = self.registry.next_id();
         for (i, &id) in ids.iter().enumerate() {
-            if id >= next {
+            if id == 0 || id >= next {
                 return Err(Error::bad_input(format!("entry {i}: unknown series id {id}")));
             }
         }
@@ -535,7 +535,7 @@ impl Store {
                 for (file, metas) in files {
                     let file_id = file.id();
                     for meta in metas {
-                        if self.registry.get(meta.series_id).is_some() {
+                        if self.registry.contains(meta.series_id) {
                             view.add_chunk(file_id, meta);
                         }
                     }
@@ -628,7 +628,7 @@ impl Store {
             let merged: Vec<(SeriesId, Vec<Timestamp>, Vec<f64>)> = pool().install(|| {
                 group
                     .par_iter()
-                    .filter(|(id, _)| self.registry.get(*id).is_some())
+                    .filter(|(id, _)| self.registry.contains(*id))
                     .map(|(id, refs)| {
                         let (ts, vals) = self.decode_chunks(&files_by_id, refs, i64::MIN, i64::MAX);
                         (*id, ts, vals)
@@ -652,7 +652,7 @@ impl Store {
                 stats.files += 1;
                 stats.bytes += file.size_bytes();
                 for meta in metas {
-                    if self.registry.get(meta.series_id).is_some() {
+                    if self.registry.contains(meta.series_id) {
                         view.add_chunk(file_id, meta);
                     }
                 }
@@ -933,6 +933,7 @@ fn replay_series_log(path: &Path, registry: &Registry, warnings: &mut Vec<String
             }
             SERIES_DELETE => {
                 registry.delete(&[id]);
+                registry.bump_next_id(id.saturating_add(1));
             }
             _ => return Err(bad()),
         }
@@ -978,7 +979,7 @@ fn load_chunk_files(dir: &Path, registry: &Registry, view: &mut View, warnings: 
         match ChunkFile::open(&path, id) {
             Ok((file, metas)) => {
                 for meta in metas {
-                    if registry.get(meta.series_id).is_some() {
+                    if registry.contains(meta.series_id) {
                         view.add_chunk(id, meta);
                     }
                 }
@@ -992,12 +993,13 @@ fn load_chunk_files(dir: &Path, registry: &Registry, view: &mut View, warnings: 
 
 fn replay_samples(registry: &Registry, head: &Head, ids: &[SeriesId], ts: &[Timestamp], vals: &[f64]) {
     let now = now_ms();
-    if ids.iter().all(|&id| registry.get(id).is_some()) {
+    let live = registry.live_mask(ids);
+    if live.iter().all(|&l| l) {
         head.insert(ids, ts, vals, now);
         return;
     }
     // Samples of deleted series are dropped.
-    let keep: Vec<usize> = (0..ids.len()).filter(|&i| registry.get(ids[i]).is_some()).collect();
+    let keep: Vec<usize> = (0..ids.len()).filter(|&i| live[i]).collect();
     let ids: Vec<SeriesId> = keep.iter().map(|&i| ids[i]).collect();
     let ts: Vec<Timestamp> = keep.iter().map(|&i| ts[i]).collect();
     let vals: Vec<f64> = keep.iter().map(|&i| vals[i]).collect();

@@ -214,6 +214,17 @@ impl Registry {
         read(&self.index).labels(id)
     }
 
+    /// Whether a series is live (no label set is built).
+    pub fn contains(&self, id: SeriesId) -> bool {
+        read(&self.index).hash_of(id).is_some()
+    }
+
+    /// `keep(i)` for each position of `ids` whose series is live, under one lock.
+    pub fn live_mask(&self, ids: &[SeriesId]) -> Vec<bool> {
+        let idx = read(&self.index);
+        ids.iter().map(|&id| idx.hash_of(id).is_some()).collect()
+    }
+
     /// Ids (ascending) of all live series matching all matchers, computed from postings.
     /// Positive matchers (which reject the empty value) are intersected smallest first
     /// (`=` and literal-alternation `=~` are direct postings lookups; other regexes test the
