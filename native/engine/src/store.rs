@@ -709,6 +709,14 @@ impl Store {
         flushed.map(|_| ())
     }
 
+    /// Drop the store as a crash would: nothing is flushed or synced (what was
+    /// written is in the OS, as after a `kill -9`), and the directory lock is
+    /// released so the directory can be reopened in the same process. For tests.
+    pub fn kill(self) {
+        self.closed.store(true, Ordering::Release);
+        lock(&self.lock_file).take();
+    }
+
     // ---------------------------------------------------------------- reads
 
     fn decode_chunks(
