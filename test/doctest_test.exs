@@ -1,0 +1,7 @@
+defmodule TimelessMetrics.DoctestTest do
+  use ExUnit.Case, async: true
+
+  doctest TimelessMetrics.Points
+  doctest TimelessMetrics.Matchers
+  doctest TimelessMetrics.Options
+end
