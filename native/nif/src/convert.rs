@@ -1,6 +1,9 @@
 //! Term conversions shared by the NIFs.
 
-use rustler::sys::{enif_get_tuple, ErlNifTerm};
+use rustler::sys::{
+    enif_get_tuple, enif_map_iterator_create, enif_map_iterator_destroy, enif_map_iterator_get_pair,
+    enif_map_iterator_next, ErlNifMapIterator, ErlNifMapIteratorEntry, ErlNifTerm,
+};
 use rustler::{Atom, Binary, Encoder, Env, Error as NifError, NewBinary, Term};
 use timeless_engine::series::{MatchOp, Matcher};
 use timeless_engine::{Error, ErrorKind, STALE_NAN_BITS};
@@ -133,13 +136,33 @@ pub fn text(term: Term) -> Option<String> {
 /// Call `f(name, value)` for each pair of a labels map or `[{name, value}]` list.
 pub fn for_each_label<'a>(term: Term<'a>, mut f: impl FnMut(Term<'a>, Term<'a>) -> bool) -> bool {
     if term.is_map() {
-        let Some(iter) = rustler::types::map::MapIterator::new(term) else { return false };
-        for (k, v) in iter {
-            if !f(k, v) {
+        // One forward iterator (rustler's MapIterator creates two, for both ends).
+        let env = term.get_env();
+        let mut iter = std::mem::MaybeUninit::<ErlNifMapIterator>::uninit();
+        // SAFETY: a map term of this env; the iterator is destroyed before returning.
+        unsafe {
+            if enif_map_iterator_create(
+                env.as_c_arg(),
+                term.as_c_arg(),
+                iter.as_mut_ptr(),
+                ErlNifMapIteratorEntry::ERL_NIF_MAP_ITERATOR_HEAD,
+            ) == 0
+            {
                 return false;
             }
+            let mut iter = iter.assume_init();
+            let mut ok = true;
+            let (mut k, mut v) = (ErlNifTerm::default(), ErlNifTerm::default());
+            while enif_map_iterator_get_pair(env.as_c_arg(), &mut iter, &mut k, &mut v) != 0 {
+                if !f(Term::new(env, k), Term::new(env, v)) {
+                    ok = false;
+                    break;
+                }
+                enif_map_iterator_next(env.as_c_arg(), &mut iter);
+            }
+            enif_map_iterator_destroy(env.as_c_arg(), &mut iter);
+            return ok;
         }
-        return true;
     }
     if term.is_list() {
         let Ok(iter) = term.into_list_iterator() else { return false };

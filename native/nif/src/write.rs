@@ -4,6 +4,7 @@
 //! entry refuses the batch with `{:error, {:bad_input, "entry N: ..."}}` and
 //! nothing of it is stored (no series is created either).
 
+use rustler::sys::ErlNifTerm;
 use rustler::{Atom, Binary, NifResult, ResourceArc, Term};
 use timeless_engine::series::Labels;
 use timeless_engine::store::{now_ms, Store};
@@ -75,25 +76,56 @@ struct Decoded {
     vals: Vec<f64>,
     /// (entry index, key, labels) of series not in the cache yet.
     pending: Vec<(usize, Vec<u8>, Labels)>,
+    /// (entry index, earlier pending entry of the same series).
+    pending_same: Vec<(usize, usize)>,
 }
+
+/// Series already seen in this call, by the identity of the metric and labels terms.
+/// Within one NIF call terms do not move, and the same raw term is the same
+/// immutable value, so batches that reuse one labels map per series (the common
+/// case) skip walking the map and hashing its bytes for every point.
+#[derive(Default)]
+struct TermIdentityCache {
+    map: std::collections::HashMap<(ErlNifTerm, ErlNifTerm), usize>,
+}
+
+const SEEN_NONE: usize = usize::MAX;
 
 fn decode_labeled(store: &Store, entries: Term, unit_ms: i64) -> NifResult<Decoded> {
     let iter = entries.into_list_iterator().map_err(|_| bad_input("entries must be a list"))?;
     let now = now_ms();
-    let mut d = Decoded { ids: Vec::new(), ts: Vec::new(), vals: Vec::new(), pending: Vec::new() };
+    let mut d = Decoded { ids: Vec::new(), ts: Vec::new(), vals: Vec::new(), pending: Vec::new(), pending_same: Vec::new() };
     let mut key = Vec::with_capacity(128);
+    let mut seen = TermIdentityCache::default();
     for (i, entry) in iter.enumerate() {
+        let mut identity = (ErlNifTerm::default(), ErlNifTerm::default());
+        let mut known = SEEN_NONE;
         let parsed = with_tuple(entry, |e| -> Result<(f64, i64), String> {
             if e.len() != 3 && e.len() != 4 {
                 return Err("expected {metric, labels, value} or {metric, labels, value, timestamp}".into());
             }
-            raw_key(e[0], e[1], &mut key)?;
+            identity = (e[0].as_c_arg(), e[1].as_c_arg());
+            match seen.map.get(&identity) {
+                Some(&first) => known = first,
+                None => raw_key(e[0], e[1], &mut key)?,
+            }
             let v = decode_value(e[2]).ok_or("value is not a number")?;
             let t = if e.len() == 4 { decode_timestamp(e[3], unit_ms)? } else { now };
             Ok((v, t))
         })
         .unwrap_or_else(|| Err("expected {metric, labels, value} or {metric, labels, value, timestamp}".into()));
         let (v, t) = parsed.map_err(|m| bad_input(format!("entry {i}: {m}")))?;
+        if known != SEEN_NONE {
+            // Same series as entry `known`: copy its id (or its pending slot, resolved later).
+            d.ids.push(d.ids[known]);
+            if d.ids[known] == SeriesId::MAX {
+                d.pending_same.push((i, known));
+            }
+            d.ts.push(t);
+            d.vals.push(v);
+            continue;
+        }
+        seen.map.insert(identity, i);
         let id = match store.cached_id(&key) {
             Some(id) => id,
             None => {
@@ -115,6 +147,9 @@ fn write_labeled(res: &StoreRes, entries: Term, unit_ms: i64) -> NifResult<Atom>
     let mut d = decode_labeled(store, entries, unit_ms)?;
     for (i, key, labels) in d.pending.drain(..) {
         d.ids[i] = store.resolve_raw(&key, || Ok(labels)).map_err(engine_err)?;
+    }
+    for (i, first) in d.pending_same.drain(..) {
+        d.ids[i] = d.ids[first];
     }
     store.write_unchecked(&d.ids, &d.ts, &d.vals).map_err(engine_err)?;
     Ok(atoms::ok())
