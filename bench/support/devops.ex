@@ -51,41 +51,56 @@ defmodule Bench.Devops do
     for h <- 0..(hosts - 1), labels = host_labels(h), m <- metrics(), do: {m, labels}
   end
 
+  @doc "How a metric moves: one of :cpu, :constant, :percent, :mem, :disk, :load, :bytes_counter, :rare_counter, :counter."
+  def kind(metric) do
+    cond do
+      String.starts_with?(metric, "cpu_") -> :cpu
+      metric in ["mem_total", "disk_total", "kernel_boot_time"] -> :constant
+      metric == "mem_used_percent" -> :percent
+      String.starts_with?(metric, "mem_") -> :mem
+      String.starts_with?(metric, "disk_") -> :disk
+      String.starts_with?(metric, "system_load") -> :load
+      String.contains?(metric, "bytes") -> :bytes_counter
+      String.contains?(metric, ["err", "drop"]) -> :rare_counter
+      true -> :counter
+    end
+  end
+
   @doc "Initial random-walk state of one series."
   def init_state(metric, rng) do
     {u, rng} = :rand.uniform_s(rng)
 
     v =
-      cond do
-        String.starts_with?(metric, "cpu_") -> Float.round(u * 100, 1)
-        metric == "mem_total" -> 17_179_869_184
-        String.starts_with?(metric, "mem_") and metric != "mem_used_percent" -> trunc(u * 8_000_000_000)
-        metric == "mem_used_percent" -> Float.round(u * 100, 2)
-        metric == "disk_total" -> 500_000_000_000
-        String.starts_with?(metric, "disk_") -> trunc(u * 100_000_000)
-        metric == "kernel_boot_time" -> 1_700_000_000
-        String.starts_with?(metric, "system_load") -> Float.round(u * 4, 2)
-        true -> trunc(u * 1_000_000)
+      case {metric, kind(metric)} do
+        {_, :cpu} -> Float.round(u * 100, 1)
+        {"mem_total", _} -> 17_179_869_184
+        {"disk_total", _} -> 500_000_000_000
+        {"kernel_boot_time", _} -> 1_700_000_000
+        {_, :percent} -> Float.round(u * 100, 2)
+        {_, :mem} -> trunc(u * 8_000_000_000)
+        {_, :disk} -> trunc(u * 100_000_000)
+        {_, :load} -> Float.round(u * 4, 2)
+        _ -> trunc(u * 1_000_000)
       end
 
     {v, rng}
   end
 
-  @doc "Next value of one series."
-  def step(metric, v, rng) do
+  @doc "Next value of a series of the given kind."
+  def step(kind, v, rng) do
     {u, rng} = :rand.uniform_s(rng)
 
     v =
-      cond do
-        String.starts_with?(metric, "cpu_") -> clamp(Float.round(v + (u - 0.5) * 4, 1), 0.0, 100.0)
-        metric in ["mem_total", "disk_total", "kernel_boot_time"] -> v
-        metric == "mem_used_percent" -> clamp(Float.round(v + (u - 0.5), 2), 0.0, 100.0)
-        String.starts_with?(metric, "mem_") -> max(0, v + trunc((u - 0.5) * 50_000_000))
-        String.starts_with?(metric, "disk_") -> v + trunc(u * 4096)
-        String.starts_with?(metric, "system_load") -> clamp(Float.round(v + (u - 0.5) * 0.2, 2), 0.0, 64.0)
-        String.contains?(metric, "bytes") -> v + trunc(u * 2_000_000)
-        String.contains?(metric, ["err", "drop"]) -> v + if(u > 0.97, do: 1, else: 0)
-        true -> v + trunc(u * 2_000)
+      case kind do
+        :cpu -> clamp(Float.round(v + (u - 0.5) * 4, 1), 0.0, 100.0)
+        :constant -> v
+        :percent -> clamp(Float.round(v + (u - 0.5), 2), 0.0, 100.0)
+        :mem -> max(0, v + trunc((u - 0.5) * 50_000_000))
+        :disk -> v + trunc(u * 4096)
+        :load -> clamp(Float.round(v + (u - 0.5) * 0.2, 2), 0.0, 64.0)
+        :bytes_counter -> v + trunc(u * 2_000_000)
+        :rare_counter -> v + if(u > 0.97, do: 1, else: 0)
+        :counter -> v + trunc(u * 2_000)
       end
 
     {v, rng}
@@ -100,6 +115,7 @@ defmodule Bench.Devops do
   """
   def batches(hosts, start_ms, steps, interval_ms \\ 10_000, seed \\ 42) do
     series = series(hosts)
+    kinds = Enum.map(series, fn {m, _} -> kind(m) end)
     rng = :rand.seed_s(:exsss, {seed, 7, 11})
     {states, rng} = Enum.map_reduce(series, rng, fn {m, _}, rng -> init_state(m, rng) end)
 
@@ -109,9 +125,9 @@ defmodule Bench.Devops do
         ts = start_ms + s * interval_ms + jitter
 
         {points, rng} =
-          Enum.zip(series, states)
-          |> Enum.map_reduce(rng, fn {{m, labels}, v}, rng ->
-            {v2, rng} = step(m, v, rng)
+          Enum.zip([series, kinds, states])
+          |> Enum.map_reduce(rng, fn {{m, labels}, kind, v}, rng ->
+            {v2, rng} = step(kind, v, rng)
             {{m, labels, v2, ts}, rng}
           end)
 

@@ -1,0 +1,216 @@
+//! Flush (head -> frozen run -> chunk files, then WAL truncation), merge, and
+//! the periodic maintenance that decides when to do either.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use rayon::prelude::*;
+
+use crate::buffer::CutSeries;
+use crate::chunk::{ChunkFile, ChunkFileWriter, ChunkMeta};
+use crate::error::{Error, Result};
+use crate::{SeriesId, Timestamp};
+
+use super::read::pool;
+use super::view::{ChunkRef, Frozen};
+use super::{lock, now_ms, read, write, FlushStats, Store};
+
+impl Store {
+
+    /// Flush the whole head into chunk files and drop the WAL segments it covered.
+    pub fn flush(&self) -> Result<FlushStats> {
+        self.check_open()?;
+        self.flush_inner(None)
+    }
+
+    pub(super) fn flush_inner(&self, only: Option<&[SeriesId]>) -> Result<FlushStats> {
+        let _one = lock(&self.flush_lock);
+        let seq = self.next_frozen_seq.fetch_add(1, Ordering::Relaxed);
+        let (segment, frozen) = {
+            let _gate = only.is_none().then(|| write(&self.gate));
+            let segment = match (&self.wal, only) {
+                (Some(wal), None) => Some(wal.rotate()?),
+                _ => None,
+            };
+            let mut view = write(&self.view);
+            let cut: Vec<CutSeries> = match only {
+                None => self.head.take_all(),
+                Some(ids) => self.head.take_series(ids),
+            };
+            let frozen = Arc::new(Frozen {
+                seq,
+                series: cut.into_iter().map(|(id, ts, vals)| (id, (ts, vals))).collect(),
+            });
+            view.frozen.push(frozen.clone());
+            (segment, frozen)
+        };
+        let mut ids: Vec<SeriesId> = frozen.series.keys().copied().collect();
+        ids.sort_unstable();
+        let result = self.write_chunks(ids.iter().map(|id| {
+            let (ts, vals) = &frozen.series[id];
+            (*id, ts.as_slice(), vals.as_slice())
+        }));
+        let mut view = write(&self.view);
+        match result {
+            Ok((files, mut stats)) => {
+                for (file, metas) in files {
+                    let file_id = file.id();
+                    for meta in metas {
+                        if self.registry.contains(meta.series_id) {
+                            view.add_chunk(file_id, meta);
+                        }
+                    }
+                    view.files.insert(file_id, Arc::new(file));
+                }
+                view.frozen.retain(|f| f.seq != seq);
+                drop(view);
+                if let (Some(wal), Some(segment)) = (&self.wal, segment) {
+                    wal.remove_segments_before(segment)?;
+                }
+                stats.series = ids.len() as u64;
+                Ok(stats)
+            }
+            Err(e) => {
+                // Put the points back into the head so nothing is lost; the WAL
+                // segments were not removed, so they stay durable too.
+                view.frozen.retain(|f| f.seq != seq);
+                for id in &ids {
+                    let (ts, vals) = &frozen.series[id];
+                    self.head.insert(&vec![*id; ts.len()], ts, vals, now_ms());
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Encode runs into chunk files of bounded size.
+    fn write_chunks<'a>(
+        &self,
+        runs: impl Iterator<Item = (SeriesId, &'a [Timestamp], &'a [f64])>,
+    ) -> Result<(Vec<(ChunkFile, Vec<ChunkMeta>)>, FlushStats)> {
+        const MAX_FILE_BYTES: usize = 64 << 20;
+        let mut files = Vec::new();
+        let mut stats = FlushStats::default();
+        let mut writer = ChunkFileWriter::new();
+        for (id, ts, vals) in runs {
+            for (t, v) in ts.chunks(self.cfg.max_chunk_points).zip(vals.chunks(self.cfg.max_chunk_points)) {
+                writer.add(id, t, v);
+                stats.points += t.len() as u64;
+            }
+            if writer.bytes() >= MAX_FILE_BYTES {
+                files.push(self.finish_file(std::mem::replace(&mut writer, ChunkFileWriter::new()))?);
+            }
+        }
+        if !writer.is_empty() {
+            files.push(self.finish_file(writer)?);
+        }
+        stats.files = files.len() as u64;
+        stats.bytes = files.iter().map(|(f, _)| f.size_bytes()).sum();
+        Ok((files, stats))
+    }
+
+    fn finish_file(&self, writer: ChunkFileWriter) -> Result<(ChunkFile, Vec<ChunkMeta>)> {
+        let file_id = self.next_file_id.fetch_add(1, Ordering::Relaxed);
+        match &self.cfg.data_dir {
+            None => writer.into_memory(file_id),
+            Some(dir) => {
+                let chunks = dir.join("chunks");
+                std::fs::create_dir_all(&chunks).map_err(|e| Error::io(chunks.display(), e))?;
+                writer.write(&chunks, file_id)
+            }
+        }
+    }
+
+    /// Rewrite all chunk files into as few as possible, one run of chunks per
+    /// series with duplicates resolved and deleted series dropped (VictoriaMetrics's
+    /// force_merge). The head is not touched.
+    pub fn merge(&self) -> Result<FlushStats> {
+        self.check_open()?;
+        let _one = lock(&self.flush_lock);
+        let (old_files, refs): (Vec<Arc<ChunkFile>>, Vec<(SeriesId, Vec<ChunkRef>)>) = {
+            let view = read(&self.view);
+            let refs = view
+                .chunks
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| !r.is_empty())
+                .map(|(id, r)| (id as SeriesId, r.clone()))
+                .collect();
+            (view.files.values().cloned().collect(), refs)
+        };
+        if old_files.len() <= 1 && refs.iter().all(|(_, r)| r.len() <= 1) {
+            return Ok(FlushStats::default());
+        }
+        let files_by_id: HashMap<u64, Arc<ChunkFile>> = old_files.iter().map(|f| (f.id(), f.clone())).collect();
+        // Decode and re-encode series in groups so memory stays bounded.
+        let mut new_files = Vec::new();
+        let mut stats = FlushStats::default();
+        for group in refs.chunks(4096) {
+            let merged: Vec<(SeriesId, Vec<Timestamp>, Vec<f64>)> = pool().install(|| {
+                group
+                    .par_iter()
+                    .filter(|(id, _)| self.registry.contains(*id))
+                    .map(|(id, refs)| {
+                        let (ts, vals) = self.decode_chunks(&files_by_id, refs, i64::MIN, i64::MAX);
+                        (*id, ts, vals)
+                    })
+                    .collect()
+            });
+            let (files, s) = self.write_chunks(merged.iter().map(|(id, t, v)| (*id, t.as_slice(), v.as_slice())))?;
+            stats.series += merged.len() as u64;
+            stats.points += s.points;
+            new_files.extend(files);
+        }
+        let old_ids: std::collections::HashSet<u64> = old_files.iter().map(|f| f.id()).collect();
+        {
+            let mut view = write(&self.view);
+            for refs in view.chunks.iter_mut() {
+                refs.retain(|r| !old_ids.contains(&r.file_id));
+            }
+            view.files.retain(|id, _| !old_ids.contains(id));
+            for (file, metas) in new_files {
+                let file_id = file.id();
+                stats.files += 1;
+                stats.bytes += file.size_bytes();
+                for meta in metas {
+                    if self.registry.contains(meta.series_id) {
+                        view.add_chunk(file_id, meta);
+                    }
+                }
+                view.files.insert(file_id, Arc::new(file));
+            }
+        }
+        for f in old_files {
+            if let Some(path) = f.path() {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+        Ok(stats)
+    }
+
+    /// Periodic work: flush the head when it is too old or too big, flush series
+    /// over their threshold, merge when chunk files pile up, sync nothing else
+    /// (the WAL syncs itself). Returns what was flushed, if anything.
+    pub fn maintain(&self, now: i64) -> Result<Option<FlushStats>> {
+        self.check_open()?;
+        let too_old = self.head.oldest_write_ms().is_some_and(|t| now - t >= self.cfg.flush_age_ms);
+        let too_big = self.head.points() >= self.cfg.max_buffered_points;
+        let stats = if too_old || too_big {
+            Some(self.flush_inner(None)?)
+        } else {
+            let full = self.head.full_series();
+            if full.is_empty() {
+                None
+            } else {
+                Some(self.flush_inner(Some(&full))?)
+            }
+        };
+        let files = read(&self.view).files.len();
+        if files > self.cfg.max_chunk_files {
+            self.merge()?;
+        }
+        Ok(stats)
+    }
+
+}

@@ -1,0 +1,161 @@
+//! Reads: one series merged from chunks, frozen runs and the head; many series
+//! in parallel; bucketed aggregates; the latest point.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+
+use rayon::prelude::*;
+
+use crate::chunk::ChunkFile;
+use crate::error::{Error, Result};
+use crate::query::{self, Aggregate};
+use crate::{SeriesId, Timestamp};
+
+use super::view::{ChunkRef, Frozen};
+use super::{read, Store};
+
+pub(super) fn pool() -> &'static rayon::ThreadPool {
+    static POOL: OnceLock<rayon::ThreadPool> = OnceLock::new();
+    POOL.get_or_init(|| {
+        let n = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .thread_name(|i| format!("timeless-query-{i}"))
+            .build()
+            .expect("query thread pool")
+    })
+}
+
+impl Store {
+
+    pub(super) fn decode_chunks(
+        &self,
+        files: &HashMap<u64, Arc<ChunkFile>>,
+        refs: &[ChunkRef],
+        from: Timestamp,
+        to: Timestamp,
+    ) -> (Vec<Timestamp>, Vec<f64>) {
+        let mut refs: Vec<&ChunkRef> =
+            refs.iter().filter(|r| r.meta.min_ts <= to && r.meta.max_ts >= from).collect();
+        refs.sort_by_key(|r| (r.file_id, r.meta.min_ts));
+        let mut sources = Vec::with_capacity(refs.len());
+        for r in refs {
+            let Some(file) = files.get(&r.file_id) else { continue };
+            let mut ts = Vec::with_capacity(r.meta.count as usize);
+            let mut vals = Vec::with_capacity(r.meta.count as usize);
+            match file.read(&r.meta, &mut ts, &mut vals) {
+                Ok(()) => {
+                    trim(&mut ts, &mut vals, from, to);
+                    sources.push((ts, vals));
+                }
+                Err(e) => self.warn(format!("skipped a chunk of series {}: {}", r.meta.series_id, e.message)),
+            }
+        }
+        query::merge_sources(sources)
+    }
+
+    /// Points of one series in `[from, to]`, sorted, one per timestamp.
+    pub fn read(&self, id: SeriesId, from: Timestamp, to: Timestamp) -> (Vec<Timestamp>, Vec<f64>) {
+        // Head first, then the view: see the module docs.
+        let head = self.head.read(id, from, to);
+        let (files, refs, frozen) = {
+            let view = read(&self.view);
+            let refs = view.chunks.get(id as usize).cloned().unwrap_or_default();
+            let files: HashMap<u64, Arc<ChunkFile>> = refs
+                .iter()
+                .filter_map(|r| view.files.get(&r.file_id).map(|f| (r.file_id, f.clone())))
+                .collect();
+            let mut frozen: Vec<Arc<Frozen>> =
+                view.frozen.iter().filter(|f| f.series.contains_key(&id)).cloned().collect();
+            frozen.sort_by_key(|f| f.seq);
+            (files, refs, frozen)
+        };
+        let mut sources = vec![self.decode_chunks(&files, &refs, from, to)];
+        for f in frozen {
+            let (ts, vals) = &f.series[&id];
+            let (mut t, mut v) = (ts.clone(), vals.clone());
+            trim(&mut t, &mut v, from, to);
+            sources.push((t, v));
+        }
+        sources.push(head);
+        query::merge_sources(sources)
+    }
+
+    /// `read` for many series at once, in parallel.
+    pub fn read_many(&self, ids: &[SeriesId], from: Timestamp, to: Timestamp) -> Vec<(SeriesId, Vec<Timestamp>, Vec<f64>)> {
+        pool().install(|| {
+            ids.par_iter()
+                .map(|&id| {
+                    let (t, v) = self.read(id, from, to);
+                    (id, t, v)
+                })
+                .collect()
+        })
+    }
+
+    /// Bucketed aggregate of each series (see `query::bucketize`).
+    pub fn aggregate_many(
+        &self,
+        ids: &[SeriesId],
+        from: Timestamp,
+        to: Timestamp,
+        step: i64,
+        agg: Aggregate,
+    ) -> Result<Vec<(SeriesId, Vec<Timestamp>, Vec<f64>)>> {
+        if step <= 0 {
+            return Err(Error::bad_input(format!("step must be positive, got {step} ms")));
+        }
+        let read_from = if agg.needs_previous_point() { from.saturating_sub(step) } else { from };
+        pool().install(|| {
+            ids.par_iter()
+                .map(|&id| {
+                    let (t, v) = self.read(id, read_from, to.saturating_add(step - 1));
+                    let (bt, bv) = query::bucketize(&t, &v, from, to, step, agg)?;
+                    Ok((id, bt, bv))
+                })
+                .collect()
+        })
+    }
+
+    /// The newest point of a series, if it has any.
+    pub fn latest(&self, id: SeriesId) -> Option<(Timestamp, f64)> {
+        let head = self.head.latest(id);
+        let (files, refs, frozen) = {
+            let view = read(&self.view);
+            let refs = view.chunks.get(id as usize).cloned().unwrap_or_default();
+            let files: HashMap<u64, Arc<ChunkFile>> = refs
+                .iter()
+                .filter_map(|r| view.files.get(&r.file_id).map(|f| (r.file_id, f.clone())))
+                .collect();
+            let frozen: Option<(Timestamp, f64)> = view
+                .frozen
+                .iter()
+                .filter_map(|f| f.series.get(&id).and_then(|(t, v)| t.last().map(|&t| (t, *v.last().unwrap()))))
+                .max_by_key(|p| p.0);
+            (files, refs, frozen)
+        };
+        let newest_chunk_ts = refs.iter().map(|r| r.meta.max_ts).max();
+        let chunk = newest_chunk_ts.and_then(|max_ts| {
+            let (t, v) = self.decode_chunks(&files, &refs, max_ts, max_ts);
+            t.last().map(|&t| (t, *v.last().unwrap()))
+        });
+        // Newest source wins a tie: head over frozen over chunks.
+        [chunk, frozen, head].into_iter().flatten().fold(None, |best: Option<(Timestamp, f64)>, p| match best {
+            Some(b) if b.0 > p.0 => Some(b),
+            _ => Some(p),
+        })
+    }
+
+}
+
+fn trim(ts: &mut Vec<Timestamp>, vals: &mut Vec<f64>, from: Timestamp, to: Timestamp) {
+    let hi = ts.partition_point(|&t| t <= to);
+    ts.truncate(hi);
+    vals.truncate(hi);
+    let lo = ts.partition_point(|&t| t < from);
+    if lo > 0 {
+        ts.drain(..lo);
+        vals.drain(..lo);
+    }
+}
+

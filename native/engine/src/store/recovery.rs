@@ -1,0 +1,134 @@
+//! Opening a data directory: the lock, the series log, chunk file indexes and
+//! the WAL replay (see FORMAT.md, "Recovery order").
+
+use std::fs::File;
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::buffer::Head;
+use crate::chunk::ChunkFile;
+use crate::error::{Error, ErrorKind, Result};
+use crate::log::read_records;
+use crate::series::{Labels, Registry};
+use crate::{SeriesId, Timestamp};
+
+use super::now_ms;
+use super::view::View;
+
+pub(super) const SERIES_CREATE: u8 = 1;
+pub(super) const SERIES_DELETE: u8 = 2;
+
+pub(super) fn lock_dir(dir: &Path) -> Result<File> {
+    use std::os::unix::io::AsRawFd;
+    let path = dir.join("LOCK");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io(path.display(), e))?;
+    // SAFETY: flock on a valid, owned file descriptor.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            return Err(Error::new(
+                ErrorKind::Locked,
+                format!("{} is in use by another store", dir.display()),
+            ));
+        }
+        return Err(Error::io(path.display(), err));
+    }
+    Ok(file)
+}
+
+pub(super) fn replay_series_log(path: &Path, registry: &Registry, warnings: &mut Vec<String>) -> Result<()> {
+    if !path.exists() {
+        return Ok(());
+    }
+    let issues = read_records(path, |offset, payload| {
+        let bad = || Error::corrupt(format!("{} at offset {offset}: bad series record", path.display()));
+        if payload.len() < 9 {
+            return Err(bad());
+        }
+        let id = u64::from_le_bytes(payload[1..9].try_into().unwrap());
+        match payload[0] {
+            SERIES_CREATE => {
+                let labels = Labels::decode(&payload[9..]).map_err(|_| bad())?;
+                registry.insert_known(id, labels)?;
+            }
+            SERIES_DELETE => {
+                registry.delete(&[id]);
+                registry.bump_next_id(id.saturating_add(1));
+            }
+            _ => return Err(bad()),
+        }
+        Ok(())
+    })?;
+    for issue in issues {
+        warnings.push(format!(
+            "series log {:?} in {} at offset {}: {}",
+            issue.kind,
+            issue.path.display(),
+            issue.offset,
+            issue.message
+        ));
+    }
+    Ok(())
+}
+
+/// Open every chunk file's footer; returns the next free file id.
+pub(super) fn load_chunk_files(dir: &Path, registry: &Registry, view: &mut View, warnings: &mut Vec<String>) -> Result<u64> {
+    let mut next_id = 1;
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(next_id),
+        Err(e) => return Err(Error::io(dir.display(), e)),
+    };
+    let mut found = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(dir.display(), e))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        match ChunkFile::parse_file_name(&name) {
+            Some(id) => found.push((id, entry.path())),
+            None if name.ends_with(".tmp") => {
+                // A flush that died before its rename: the WAL still has the data.
+                let _ = std::fs::remove_file(entry.path());
+            }
+            None => {}
+        }
+    }
+    found.sort();
+    for (id, path) in found {
+        next_id = next_id.max(id + 1);
+        match ChunkFile::open(&path, id) {
+            Ok((file, metas)) => {
+                for meta in metas {
+                    if registry.contains(meta.series_id) {
+                        view.add_chunk(id, meta);
+                    }
+                }
+                view.files.insert(id, Arc::new(file));
+            }
+            Err(e) => warnings.push(format!("skipped chunk file {}: {}", path.display(), e.message)),
+        }
+    }
+    Ok(next_id)
+}
+
+pub(super) fn replay_samples(registry: &Registry, head: &Head, ids: &[SeriesId], ts: &[Timestamp], vals: &[f64]) {
+    let now = now_ms();
+    let live = registry.live_mask(ids);
+    if live.iter().all(|&l| l) {
+        head.insert(ids, ts, vals, now);
+        return;
+    }
+    // Samples of deleted series are dropped.
+    let keep: Vec<usize> = (0..ids.len()).filter(|&i| live[i]).collect();
+    let ids: Vec<SeriesId> = keep.iter().map(|&i| ids[i]).collect();
+    let ts: Vec<Timestamp> = keep.iter().map(|&i| ts[i]).collect();
+    let vals: Vec<f64> = keep.iter().map(|&i| vals[i]).collect();
+    head.insert(&ids, &ts, &vals, now);
+}
+

@@ -1,0 +1,39 @@
+//! What readers see besides the head: chunk files, chunk metadata per series,
+//! and frozen runs on their way into chunk files.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::chunk::{ChunkFile, ChunkMeta};
+use crate::{SeriesId, Timestamp};
+
+#[derive(Clone, Copy, Debug)]
+pub(super) struct ChunkRef {
+    pub file_id: u64,
+    pub meta: ChunkMeta,
+}
+
+/// A cut of the head on its way to chunk files; readers still see it.
+pub(super) struct Frozen {
+    pub seq: u64,
+    pub series: HashMap<SeriesId, (Vec<Timestamp>, Vec<f64>)>,
+}
+
+#[derive(Default)]
+pub(super) struct View {
+    pub files: HashMap<u64, Arc<ChunkFile>>,
+    /// Indexed by series id.
+    pub chunks: Vec<Vec<ChunkRef>>,
+    pub frozen: Vec<Arc<Frozen>>,
+}
+
+impl View {
+    pub fn add_chunk(&mut self, file_id: u64, meta: ChunkMeta) {
+        let id = meta.series_id as usize;
+        if self.chunks.len() <= id {
+            self.chunks.resize_with(id + 1, Vec::new);
+        }
+        self.chunks[id].push(ChunkRef { file_id, meta });
+    }
+}
+
