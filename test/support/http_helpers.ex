@@ -82,6 +82,8 @@ defmodule TimelessMetrics.HTTPHelpers do
   @doc "An HTTP request with `:httpc`: `{status, headers_map, body}`."
   def http(method, url, headers \\ [], body \\ nil, content_type \\ "application/x-www-form-urlencoded") do
     headers = Enum.map(headers, fn {k, v} -> {String.to_charlist(k), String.to_charlist(v)} end)
+    # :httpc refuses brackets in URIs
+    url = url |> String.replace("[", "%5B") |> String.replace("]", "%5D")
 
     request =
       if body == nil,

@@ -9,6 +9,7 @@ defmodule TimelessMetrics.HTTP.Ops do
   - `GET /metrics`: the server's own metrics in Prometheus text format
     (`timeless_series`, `timeless_points`, `timeless_bytes_on_disk`, `timeless_wal_bytes`,
     `timeless_ingested_points_total{format}`, `timeless_rejected_lines_total{format,reason}`,
+    `timeless_refused_requests_total{format,reason}`,
     `timeless_ingest_queue_depth`, `timeless_http_requests_total{path,code}`,
     `timeless_http_request_duration_seconds{path}` histogram...);
   - `GET|POST /internal/force_flush` and `/internal/force_merge`: as in VictoriaMetrics,
@@ -112,11 +113,14 @@ defmodule TimelessMetrics.HTTP.Ops do
       "spool_bytes" => Map.get(snapshot, :spool_bytes, 0),
       "points" => stringify(Map.get(snapshot, :points, %{})),
       "requests" => stringify(Map.get(snapshot, :requests, %{})),
-      "rejected" =>
-        for {{format, reason}, n} <- Map.get(snapshot, :rejected, %{}) do
-          %{"format" => to_string(format), "reason" => to_string(reason), "count" => n}
-        end
+      "rejected" => pairs_json(Map.get(snapshot, :rejected, %{})),
+      "refused" => pairs_json(Map.get(snapshot, :refused, %{}))
     }
+  end
+
+  defp pairs_json(counts) do
+    for {{format, reason}, n} <- Enum.sort(counts),
+        do: %{"format" => to_string(format), "reason" => to_string(reason), "count" => n}
   end
 
   defp stringify(map), do: Map.new(map, fn {k, v} -> {to_string(k), v} end)
@@ -132,6 +136,9 @@ defmodule TimelessMetrics.HTTP.Ops do
       header("timeless_rejected_lines_total", "Ingest lines or samples rejected, per format and reason.", "counter"),
       for({{format, reason}, n} <- Enum.sort(Map.get(snapshot, :rejected, %{})),
           do: sample("timeless_rejected_lines_total", [format: format, reason: reason], n)),
+      header("timeless_refused_requests_total", "Ingest requests refused before queuing, per format and reason.", "counter"),
+      for({{format, reason}, n} <- Enum.sort(Map.get(snapshot, :refused, %{})),
+          do: sample("timeless_refused_requests_total", [format: format, reason: reason], n)),
       gauge("timeless_ingest_queue_depth", "Batches waiting in the ingest queue.", Map.get(snapshot, :queue_depth, 0)),
       gauge("timeless_ingest_queue_bytes", "Bytes waiting in the ingest queue.", Map.get(snapshot, :queue_bytes, 0)),
       gauge("timeless_ingest_spool_bytes", "Bytes spooled to disk by ingest.", Map.get(snapshot, :spool_bytes, 0))

@@ -157,7 +157,8 @@ defmodule TimelessMetrics.HTTP.Router do
 
   defp dispatch(target, request, config) do
     case target do
-      {:ingest, format} -> apply(@ingest, :handle, [format, request, config])
+      # ingest handlers always get a binary body ("" when the request had none)
+      {:ingest, format} -> apply(@ingest, :handle, [format, %{request | body: request.body || ""}, config])
       {module, fun} -> apply(module, fun, [request, config])
     end
   rescue
