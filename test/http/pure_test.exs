@@ -12,6 +12,7 @@ defmodule TimelessMetrics.HTTP.PureTest do
   doctest TimelessMetrics.HTTP.Body
   doctest TimelessMetrics.HTTP.Window
   doctest TimelessMetrics.HTTP.Router
+  doctest TimelessMetrics.HTTP
 
   describe "Selector.parse/1" do
     test "metric name alone, and names with colons" do
