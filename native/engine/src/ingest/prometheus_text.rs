@@ -32,10 +32,7 @@ fn parse_line(sink: &mut Sink, b: &[u8]) -> std::result::Result<(), Fail> {
     if b[start] == b'#' {
         return comment(sink, &b[start + 1..]);
     }
-    let mut i = start;
-    while i < n && !matches!(b[i], b'{' | b' ' | b'\t') {
-        i += 1;
-    }
+    let i = find3(b, start, b'{', b' ', b'\t');
     let name_end = i;
     let j = skip_spaces(b, i);
     let series_end = if j < n && b[j] == b'{' { labels_end(b, j + 1)? } else { name_end };
@@ -83,27 +80,27 @@ fn parse_line(sink: &mut Sink, b: &[u8]) -> std::result::Result<(), Fail> {
 #[inline]
 fn labels_end(b: &[u8], mut i: usize) -> std::result::Result<usize, Fail> {
     let n = b.len();
-    while i < n {
-        match b[i] {
-            b'"' => {
-                i += 1;
-                loop {
-                    if i >= n {
-                        return line_err(RejectReason::Syntax, "unterminated quoted string in the label list");
-                    }
-                    match b[i] {
-                        b'\\' => i += 2,
-                        b'"' => break,
-                        _ => i += 1,
-                    }
-                }
-                i += 1;
-            }
-            b'}' => return Ok(i + 1),
-            _ => i += 1,
+    loop {
+        i = find2(b, i, b'"', b'}');
+        if i >= n {
+            return line_err(RejectReason::Syntax, "missing '}' at the end of the label list");
         }
+        if b[i] == b'}' {
+            return Ok(i + 1);
+        }
+        i += 1;
+        loop {
+            i = find2(b, i, b'"', b'\\');
+            if i >= n {
+                return line_err(RejectReason::Syntax, "unterminated quoted string in the label list");
+            }
+            if b[i] == b'"' {
+                break;
+            }
+            i += 2;
+        }
+        i += 1;
     }
-    line_err(RejectReason::Syntax, "missing '}' at the end of the label list")
 }
 
 /// Labels of `series` (`name{...}` or `name`), `name_len` bytes of metric name first.

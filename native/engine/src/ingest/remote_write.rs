@@ -34,6 +34,7 @@ impl<'b> Pb<'b> {
         Pb { b, i: 0, base }
     }
 
+    #[cold]
     fn err(&self, at: usize, what: &str) -> Error {
         Error::bad_input(format!("remote write: {what} at byte {}", self.base + at))
     }
@@ -42,8 +43,19 @@ impl<'b> Pb<'b> {
         self.i >= self.b.len()
     }
 
-    #[inline]
+    #[inline(always)]
     fn varint(&mut self) -> PbResult<u64> {
+        if let Some(&b) = self.b.get(self.i) {
+            if b < 0x80 {
+                self.i += 1;
+                return Ok(b as u64);
+            }
+        }
+        self.varint_slow()
+    }
+
+    #[inline(never)]
+    fn varint_slow(&mut self) -> PbResult<u64> {
         let start = self.i;
         let mut v = 0u64;
         for shift in (0..70).step_by(7) {
@@ -63,7 +75,7 @@ impl<'b> Pb<'b> {
     }
 
     /// Field number and wire type of the next field.
-    #[inline]
+    #[inline(always)]
     fn key(&mut self) -> PbResult<(u64, u8)> {
         let at = self.i;
         let k = self.varint()?;
@@ -75,7 +87,7 @@ impl<'b> Pb<'b> {
     }
 
     /// A length-delimited payload and its offset in the body.
-    #[inline]
+    #[inline(always)]
     fn bytes(&mut self) -> PbResult<(&'b [u8], usize)> {
         let at = self.i;
         let len = self.varint()?;
@@ -114,6 +126,7 @@ impl<'b> Pb<'b> {
     }
 
     /// Fail unless `wire` is what the known field `name` needs.
+    #[inline(always)]
     fn want(&self, wire: u8, want: u8, name: &str) -> PbResult<()> {
         if wire != want {
             return Err(self.err(self.i, &format!("field {name} has wire type {wire}, want {want}")));
@@ -230,12 +243,21 @@ fn timeseries(sink: &mut Sink, ts: &[u8]) -> std::result::Result<(), Fail> {
     sink.key_reset();
     let mut p = Pb::new(ts, 0);
     let mut samples = 0usize;
+    // Label fields are normally contiguous: copy runs, not fields.
+    let mut run: Option<(usize, usize)> = None;
     while !p.done() {
         let start = p.i;
         match p.key()? {
             (1, _) => {
                 p.bytes()?;
-                sink.key.extend_from_slice(&ts[start..p.i]);
+                run = match run {
+                    Some((s, e)) if e == start => Some((s, p.i)),
+                    Some((s, e)) => {
+                        sink.key.extend_from_slice(&ts[s..e]);
+                        Some((start, p.i))
+                    }
+                    None => Some((start, p.i)),
+                };
             }
             (2, _) => {
                 p.bytes()?;
@@ -243,6 +265,9 @@ fn timeseries(sink: &mut Sink, ts: &[u8]) -> std::result::Result<(), Fail> {
             }
             (_, w) => p.skip(w)?,
         }
+    }
+    if let Some((s, e)) = run {
+        sink.key.extend_from_slice(&ts[s..e]);
     }
     if samples == 0 {
         return Ok(());
