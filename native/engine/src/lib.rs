@@ -26,6 +26,7 @@ pub mod wal;
 pub mod buffer;
 pub mod query;
 pub mod store;
+pub mod ingest;
 
 pub use error::{Error, ErrorKind, Result};
 
