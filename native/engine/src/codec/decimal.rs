@@ -1,0 +1,193 @@
+//! Value encodings [`VAL_DEC_PACKED`](super::VAL_DEC_PACKED) and
+//! [`VAL_DEC_PCO`](super::VAL_DEC_PCO): values as decimal mantissas (value = m / 10^scale) with
+//! one scale per chunk; values that are not decimals at that scale are stored raw as exceptions.
+//!
+//! Value section: scale (1 byte), exception count (varint), per exception the index gap
+//! (varint) and the 8 raw LE bytes, then the mantissas: packed ints ([`super::packed`]) or
+//! a pco i64 file ([`super::pcodec`]).
+
+use super::bits::{get_varint, put_varint};
+use super::packed::{decode_packed_ints, encode_packed_ints};
+use super::pcodec::{pco_compress, pco_decompress};
+use super::VAL_DEC_PACKED;
+use crate::error::{Error, Result};
+use pco::DeltaSpec;
+
+/// Largest decimal scale tried (value = mantissa / 10^scale).
+const MAX_SCALE: usize = 18;
+/// Mantissas must stay below 2^53 so `m as f64` is exact.
+const MANTISSA_LIMIT: f64 = 9_007_199_254_740_992.0;
+const POW10: [f64; MAX_SCALE + 1] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18,
+];
+
+/// `Some(m)` when `(m as f64) / 10^scale` reproduces `v` bit for bit.
+#[inline]
+fn mantissa_at(v: f64, scale: usize) -> Option<i64> {
+    let m = (v * POW10[scale]).round();
+    if m.is_nan() || m.abs() >= MANTISSA_LIMIT {
+        return None; // NaN, infinities, too many digits
+    }
+    let mi = m as i64;
+    if from_mantissa(mi, scale as u8).to_bits() == v.to_bits() {
+        Some(mi)
+    } else {
+        None // e.g. -0.0, or needs more digits
+    }
+}
+
+#[inline]
+fn from_mantissa(m: i64, scale: u8) -> f64 {
+    // Exact integer divided by an exact power of ten, correctly rounded: this is the
+    // f64 nearest to the decimal m * 10^-scale, which is what a parser produced.
+    (m as f64) / POW10[scale as usize]
+}
+
+/// Smallest scale at which `v` is an exact decimal.
+pub(super) fn min_scale(v: f64) -> Option<usize> {
+    (0..=MAX_SCALE).find(|&k| mantissa_at(v, k).is_some())
+}
+
+/// Pick the chunk's common scale: each extra digit costs ~log2(10) bits on every value,
+/// each value that does not fit costs ~9 bytes as an exception.
+pub(super) fn choose_scale(vals: &[f64]) -> u8 {
+    let mut hist = [0usize; MAX_SCALE + 2]; // last slot: no scale fits
+    let mut cur = 0usize;
+    for &v in vals {
+        // Fast path: most values fit at the scale of the previous ones.
+        if mantissa_at(v, cur).is_some() {
+            // Its own minimum may be lower; count it at `cur`, which only makes larger
+            // scales look no worse than they are.
+            hist[cur] += 1;
+            continue;
+        }
+        match min_scale(v) {
+            Some(k) => {
+                hist[k] += 1;
+                if k > cur {
+                    cur = k;
+                }
+            }
+            None => hist[MAX_SCALE + 1] += 1,
+        }
+    }
+    let n = vals.len() as f64;
+    let mut best = (f64::INFINITY, 0u8);
+    let mut above: usize = hist.iter().sum(); // values needing more than `k` (or none)
+    for (k, &h) in hist[..=MAX_SCALE].iter().enumerate() {
+        above -= h;
+        let cost = n * 3.33 * k as f64 + above as f64 * 72.0;
+        if cost < best.0 {
+            best = (cost, k as u8);
+        }
+    }
+    best.1
+}
+
+pub(super) struct Decimal {
+    pub(super) scale: u8,
+    pub(super) mantissas: Vec<i64>,
+    /// (index, raw bits) of values that are not decimals at `scale`.
+    pub(super) exceptions: Vec<(usize, u64)>,
+}
+
+pub(super) fn to_decimal(vals: &[f64], scale: u8) -> Decimal {
+    let mut mantissas = Vec::with_capacity(vals.len());
+    let mut exceptions = Vec::new();
+    let mut prev = 0i64;
+    for (i, &v) in vals.iter().enumerate() {
+        match mantissa_at(v, scale as usize) {
+            Some(m) => {
+                mantissas.push(m);
+                prev = m;
+            }
+            None => {
+                // Repeat the previous mantissa so deltas around the hole stay small.
+                mantissas.push(prev);
+                exceptions.push((i, v.to_bits()));
+            }
+        }
+    }
+    Decimal { scale, mantissas, exceptions }
+}
+
+/// Append the value section for `vals` (`val_enc` is `VAL_DEC_PACKED` or `VAL_DEC_PCO`).
+/// `None` if pco fails (the caller falls back to raw).
+pub(super) fn encode_decimal(vals: &[f64], val_enc: u8, out: &mut Vec<u8>) -> Option<()> {
+    let dec = to_decimal(vals, choose_scale(vals));
+    out.push(dec.scale);
+    put_varint(out, dec.exceptions.len() as u64);
+    let mut prev = 0usize;
+    for &(idx, bits) in &dec.exceptions {
+        put_varint(out, (idx - prev) as u64);
+        out.extend_from_slice(&bits.to_le_bytes());
+        prev = idx;
+    }
+    if val_enc == VAL_DEC_PACKED {
+        encode_packed_ints(&dec.mantissas, out);
+    } else {
+        out.extend_from_slice(&pco_compress(&dec.mantissas, DeltaSpec::TryConsecutive(1))?);
+    }
+    Some(())
+}
+
+/// Decode a value section written by [`encode_decimal`], appending `count` values.
+pub(super) fn decode_decimal(
+    val_data: &[u8],
+    val_enc: u8,
+    count: usize,
+    vals_out: &mut Vec<f64>,
+) -> Result<()> {
+    let mut pos = 0usize;
+    let scale = *val_data.first().ok_or_else(|| Error::corrupt("codec: no decimal scale"))?;
+    pos += 1;
+    if scale as usize > MAX_SCALE {
+        return Err(Error::corrupt(format!("codec: decimal scale {scale} out of range")));
+    }
+    let n_exc = get_varint(val_data, &mut pos)?;
+    if n_exc > count as u64 {
+        return Err(Error::corrupt("codec: more exceptions than points"));
+    }
+    let mut exceptions = Vec::with_capacity(n_exc as usize);
+    let mut idx = 0u64;
+    for i in 0..n_exc {
+        let gap = get_varint(val_data, &mut pos)?;
+        if i > 0 && gap == 0 {
+            return Err(Error::corrupt("codec: exception indexes not increasing"));
+        }
+        idx = idx.checked_add(gap).filter(|&x| x < count as u64).ok_or_else(|| {
+            Error::corrupt("codec: exception index out of range")
+        })?;
+        let raw = val_data
+            .get(pos..pos + 8)
+            .ok_or_else(|| Error::corrupt("codec: exception value truncated"))?;
+        pos += 8;
+        exceptions.push((idx as usize, u64::from_le_bytes(raw.try_into().unwrap())));
+    }
+    let rest = &val_data[pos..];
+    let mantissas = if val_enc == VAL_DEC_PACKED {
+        let mut m = Vec::with_capacity(count);
+        decode_packed_ints(rest, count, &mut m)?;
+        m
+    } else {
+        pco_decompress::<i64>(rest, count, "decimal values")?
+    };
+    let start = vals_out.len();
+    vals_out.extend(mantissas.iter().map(|&m| from_mantissa(m, scale)));
+    for (i, bits) in exceptions {
+        vals_out[start + i] = f64::from_bits(bits);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codec_choose_scale() {
+        assert_eq!(choose_scale(&[1.5, 2.25, 3.0]), 2);
+        assert_eq!(choose_scale(&[1.0, 2.0, 1e15]), 0);
+    }
+}

@@ -1,0 +1,276 @@
+//! Compression of one series' run of `(timestamp, value)` points into a chunk body.
+//!
+//! The codec id returned by [`encode`] is stored in the chunk header. It names the
+//! timestamp encoding (high nibble) and the value encoding (low nibble), so a reader
+//! needs nothing else to decode a body. Byte layouts are in `FORMAT-chunk.md`.
+//!
+//! | id            | meaning |
+//! |---------------|---------|
+//! | `0x00`        | empty run (0 points, empty body) |
+//! | `0x01`        | raw: `count` i64 LE timestamps then `count` f64 LE bit patterns |
+//! | `0xTV`        | columnar: `T` = timestamp encoding, `V` = value encoding (below) |
+//!
+//! Timestamp encodings `T`: `1` delta-of-delta bit stream, `2` pco i64.
+//! Value encodings `V`: `1` Gorilla XOR bit stream, `2` decimal mantissas in a
+//! bit-packed delta stream, `3` decimal mantissas with pco i64, `4` pco f64.
+//!
+//! Everything is lossless and bit exact for every f64 bit pattern (NaN payloads,
+//! the Prometheus stale marker, infinities, -0.0) and every i64 timestamp.
+//! Decoding malformed input returns `Err(kind Corrupt)`; it never panics.
+//!
+//! Module layout: this file holds the public API, the codec ids and the choice of encodings;
+//! each encoding lives in its own private submodule (`timestamps` delta-of-delta, `gorilla`,
+//! `decimal` with `packed` ints, `pcodec` wrappers, `bits` for the bit-level primitives).
+//! [`measure`] exposes a few internals for `examples/codec_measure.rs` only.
+
+mod bits;
+mod decimal;
+mod gorilla;
+pub mod measure;
+mod packed;
+mod pcodec;
+mod timestamps;
+
+use crate::error::{Error, Result};
+use bits::{get_varint, put_varint};
+use decimal::{decode_decimal, encode_decimal, min_scale};
+use gorilla::{decode_gorilla, encode_gorilla};
+use pco::DeltaSpec;
+use pcodec::{pco_compress, pco_decompress};
+use timestamps::{decode_ts_dod, encode_ts_dod};
+
+/// Empty run: no body.
+pub const CODEC_EMPTY: u8 = 0x00;
+/// Raw little-endian columns; the fallback that always works.
+pub const CODEC_RAW: u8 = 0x01;
+
+/// Timestamp encoding: zigzag delta-of-delta in a prefix-coded bit stream.
+pub const TS_DOD_BITS: u8 = 1;
+/// Timestamp encoding: pco (pcodec) wrapped i64 chunk, automatic delta order.
+pub const TS_PCO: u8 = 2;
+
+/// Value encoding: Gorilla XOR bit stream of the f64 bit patterns.
+pub const VAL_GORILLA: u8 = 1;
+/// Value encoding: decimal mantissas (value = m / 10^scale), bit-packed delta blocks.
+pub const VAL_DEC_PACKED: u8 = 2;
+/// Value encoding: decimal mantissas (value = m / 10^scale), pco i64.
+pub const VAL_DEC_PCO: u8 = 3;
+/// Value encoding: pco f64 (pco chooses float-mult / float-quant / classic itself).
+pub const VAL_PCO_F64: u8 = 4;
+
+/// Runs shorter than this use the bit-stream encodings (no pco headers).
+/// Chosen from the measurements in FORMAT-chunk.md.
+pub const PCO_MIN_POINTS: usize = 512;
+
+/// pco compression level used for chunk bodies (0..=12). See FORMAT-chunk.md.
+pub const PCO_LEVEL: usize = 4;
+
+// ---------------------------------------------------------------------------------------------
+// Public API
+// ---------------------------------------------------------------------------------------------
+
+/// Encode a run of points. Precondition: ts strictly increasing, ts.len() == vals.len(); len may be 0 or 1.
+/// Returns the codec id (stored in the chunk header) and the body bytes.
+pub fn encode(ts: &[i64], vals: &[f64]) -> (u8, Vec<u8>) {
+    assert_eq!(ts.len(), vals.len(), "codec::encode: ts and vals lengths differ");
+    let ts_enc = if ts.len() >= PCO_MIN_POINTS { TS_PCO } else { TS_DOD_BITS };
+    let val_enc = choose_value_encoding(vals);
+    encode_with(ts, vals, ts_enc, val_enc)
+}
+
+/// Decode a body produced by `encode`, appending `count` points to the outputs.
+/// Malformed input returns Err(kind Corrupt), never panics.
+pub fn decode(
+    codec: u8,
+    data: &[u8],
+    count: usize,
+    ts_out: &mut Vec<i64>,
+    vals_out: &mut Vec<f64>,
+) -> Result<()> {
+    let ts_start = ts_out.len();
+    let vals_start = vals_out.len();
+    let res = decode_inner(codec, data, count, ts_out, vals_out);
+    if res.is_err() {
+        // Leave the outputs as they were on failure.
+        ts_out.truncate(ts_start);
+        vals_out.truncate(vals_start);
+    }
+    res
+}
+
+/// Human-readable name of a codec id (for admin tools and error messages).
+pub fn codec_name(codec: u8) -> String {
+    match codec {
+        CODEC_EMPTY => "empty".to_string(),
+        CODEC_RAW => "raw".to_string(),
+        c => {
+            let t = match c >> 4 {
+                TS_DOD_BITS => "ts-dod",
+                TS_PCO => "ts-pco",
+                _ => "ts-?",
+            };
+            let v = match c & 0x0f {
+                VAL_GORILLA => "val-gorilla",
+                VAL_DEC_PACKED => "val-dec-packed",
+                VAL_DEC_PCO => "val-dec-pco",
+                VAL_PCO_F64 => "val-pco-f64",
+                _ => "val-?",
+            };
+            format!("{t}+{v}")
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Encoding
+// ---------------------------------------------------------------------------------------------
+
+/// Encode with an explicit timestamp and value encoding (used by `encode` and the measurements).
+/// Falls back to raw if a pco call fails (it should not) or the result is larger than raw.
+pub(crate) fn encode_with(ts: &[i64], vals: &[f64], ts_enc: u8, val_enc: u8) -> (u8, Vec<u8>) {
+    assert_eq!(ts.len(), vals.len(), "codec::encode: ts and vals lengths differ");
+    if ts.is_empty() {
+        return (CODEC_EMPTY, Vec::new());
+    }
+    match encode_columnar(ts, vals, ts_enc, val_enc) {
+        Some(body) if body.len() < ts.len() * 16 => ((ts_enc << 4) | val_enc, body),
+        _ => (CODEC_RAW, encode_raw(ts, vals)),
+    }
+}
+
+fn encode_raw(ts: &[i64], vals: &[f64]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(ts.len() * 16);
+    for t in ts {
+        out.extend_from_slice(&t.to_le_bytes());
+    }
+    for v in vals {
+        out.extend_from_slice(&v.to_bits().to_le_bytes());
+    }
+    out
+}
+
+/// The timestamp section of a columnar body (without its length prefix).
+fn encode_ts_column(ts: &[i64], ts_enc: u8) -> Option<Vec<u8>> {
+    match ts_enc {
+        TS_DOD_BITS => Some(encode_ts_dod(ts)),
+        TS_PCO => pco_compress(ts, DeltaSpec::TryConsecutive(2)),
+        _ => None,
+    }
+}
+
+fn encode_columnar(ts: &[i64], vals: &[f64], ts_enc: u8, val_enc: u8) -> Option<Vec<u8>> {
+    let ts_body = encode_ts_column(ts, ts_enc)?;
+    let mut out = Vec::with_capacity(ts_body.len() + vals.len() * 2 + 16);
+    put_varint(&mut out, ts_body.len() as u64);
+    out.extend_from_slice(&ts_body);
+    match val_enc {
+        VAL_GORILLA => encode_gorilla(vals, &mut out),
+        VAL_DEC_PACKED | VAL_DEC_PCO => encode_decimal(vals, val_enc, &mut out)?,
+        VAL_PCO_F64 => out.extend_from_slice(&pco_compress(vals, DeltaSpec::Auto)?),
+        _ => return None,
+    }
+    Some(out)
+}
+
+/// Decide between decimal-mantissa and float encodings by looking at a sample.
+fn choose_value_encoding(vals: &[f64]) -> u8 {
+    let n = vals.len();
+    let sample = &vals[..n.min(64)];
+    let decimal_ok = sample.iter().filter(|&&v| min_scale(v).is_some()).count();
+    let decimal = decimal_ok * 4 >= sample.len() * 3; // >= 75% of the sample are short decimals
+    match (decimal, n >= PCO_MIN_POINTS) {
+        (true, false) => VAL_DEC_PACKED,
+        (true, true) => VAL_DEC_PCO,
+        (false, false) => VAL_GORILLA,
+        (false, true) => VAL_PCO_F64,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decoding
+// ---------------------------------------------------------------------------------------------
+
+fn decode_inner(
+    codec: u8,
+    data: &[u8],
+    count: usize,
+    ts_out: &mut Vec<i64>,
+    vals_out: &mut Vec<f64>,
+) -> Result<()> {
+    match codec {
+        CODEC_EMPTY => {
+            if count != 0 || !data.is_empty() {
+                return Err(Error::corrupt(format!(
+                    "codec: empty codec with count {count} and {} body bytes",
+                    data.len()
+                )));
+            }
+            Ok(())
+        }
+        CODEC_RAW => {
+            if count.checked_mul(16) != Some(data.len()) {
+                return Err(Error::corrupt(format!(
+                    "codec: raw body of {} bytes for {count} points",
+                    data.len()
+                )));
+            }
+            let (t, v) = data.split_at(count * 8);
+            ts_out.extend(t.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())));
+            vals_out.extend(
+                v.chunks_exact(8).map(|c| f64::from_bits(u64::from_le_bytes(c.try_into().unwrap()))),
+            );
+            Ok(())
+        }
+        c => {
+            if count == 0 {
+                return Err(Error::corrupt(format!("codec: codec {c:#04x} with 0 points")));
+            }
+            decode_columnar(c >> 4, c & 0x0f, data, count, ts_out, vals_out)
+        }
+    }
+}
+
+fn decode_columnar(
+    ts_enc: u8,
+    val_enc: u8,
+    data: &[u8],
+    count: usize,
+    ts_out: &mut Vec<i64>,
+    vals_out: &mut Vec<f64>,
+) -> Result<()> {
+    let mut pos = 0usize;
+    let ts_len = get_varint(data, &mut pos)?;
+    let ts_end = pos
+        .checked_add(usize::try_from(ts_len).unwrap_or(usize::MAX))
+        .filter(|&e| e <= data.len())
+        .ok_or_else(|| Error::corrupt("codec: timestamp section runs past the body"))?;
+    let ts_data = &data[pos..ts_end];
+    let val_data = &data[ts_end..];
+
+    match ts_enc {
+        TS_DOD_BITS => {
+            ts_out.reserve(count);
+            decode_ts_dod(ts_data, count, ts_out)?
+        }
+        TS_PCO => ts_out.extend_from_slice(&pco_decompress::<i64>(ts_data, count, "timestamps")?),
+        t => return Err(Error::corrupt(format!("codec: unknown timestamp encoding {t}"))),
+    }
+
+    match val_enc {
+        VAL_GORILLA => {
+            vals_out.reserve(count);
+            decode_gorilla(val_data, count, vals_out)
+        }
+        VAL_DEC_PACKED | VAL_DEC_PCO => decode_decimal(val_data, val_enc, count, vals_out),
+        VAL_PCO_F64 => {
+            vals_out.extend_from_slice(&pco_decompress::<f64>(val_data, count, "values")?);
+            Ok(())
+        }
+        v => Err(Error::corrupt(format!("codec: unknown value encoding {v}"))),
+    }
+}
+
+#[cfg(test)]
+mod testdata;
+#[cfg(test)]
+mod tests;
