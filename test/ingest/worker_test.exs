@@ -10,6 +10,8 @@ defmodule TimelessMetrics.IngestWorkerTest do
   alias TimelessMetrics.HTTP.Ingest, as: Handler
   alias TimelessMetrics.Ingest.{Metadata, Queue, RejectLog}
 
+  doctest TimelessMetrics.Ingest
+
   defp rejection(line, reason), do: %{line: line, reason: reason, message: "#{reason} here", sample: "bad line #{line}"}
 
   describe "rejections" do
