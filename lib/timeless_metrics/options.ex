@@ -24,6 +24,10 @@ defmodule TimelessMetrics.Options do
   | `:max_buffered_points` | `33_554_432` | the head is flushed when it holds more points |
   | `:max_chunk_files` | `64` | chunk files are merged when there are more |
   | `:maintenance_interval` | `1000` | ms between maintenance ticks |
+  | `:ingest_workers` | schedulers online | processes draining the ingest queue (`TimelessMetrics.IngestWorker`) |
+  | `:ingest_queue_max_bodies` | `1024` | bodies accepted but not yet ingested; more are refused with 429 |
+  | `:ingest_queue_max_bytes` | `268_435_456` | decompressed bytes of those bodies; more are refused with 429 |
+  | `:ingest_fun` | `nil` | tests only: a `fn store, format, body, opts -> {:ok, report} \| {:error, reason} end` used by the ingest workers instead of `TimelessMetrics.Ingest.ingest/4` |
   """
 
   @type t :: %{atom() => term()}
@@ -41,7 +45,11 @@ defmodule TimelessMetrics.Options do
     flush_interval: 600_000,
     max_buffered_points: 33_554_432,
     max_chunk_files: 64,
-    maintenance_interval: 1000
+    maintenance_interval: 1000,
+    ingest_workers: nil,
+    ingest_queue_max_bodies: 1024,
+    ingest_queue_max_bytes: 268_435_456,
+    ingest_fun: nil
   }
 
   @doc "Validate keyword options into a map with defaults filled in."
@@ -50,6 +58,7 @@ defmodule TimelessMetrics.Options do
     with :ok <- known_keys(opts),
          :ok <- check(:name, Keyword.has_key?(opts, :name), "required"),
          opts = Map.merge(@defaults, Map.new(opts)),
+         opts = Map.update!(opts, :ingest_workers, &(&1 || System.schedulers_online())),
          :ok <- check(:name, store_name?(opts.name), "expected an atom naming the store, got #{inspect(opts.name)}"),
          :ok <- check_engine(opts.engine),
          :ok <- check(:mode, opts.mode in [:disk, :memory], "expected :disk or :memory, got #{inspect(opts.mode)}"),
@@ -57,7 +66,10 @@ defmodule TimelessMetrics.Options do
          :ok <- check(:fsync, opts.fsync in [:interval, :always, :never], "expected one of :interval, :always, :never, got #{inspect(opts.fsync)}"),
          :ok <- positive(opts, [:fsync_interval, :max_labels, :max_label_length, :max_points_per_series,
                                 :max_chunk_points, :flush_interval, :max_buffered_points, :max_chunk_files,
-                                :maintenance_interval]) do
+                                :maintenance_interval, :ingest_workers, :ingest_queue_max_bodies,
+                                :ingest_queue_max_bytes]),
+         :ok <- check(:ingest_fun, opts.ingest_fun == nil or is_function(opts.ingest_fun, 4),
+                      "expected nil or a function of arity 4, got #{inspect(opts.ingest_fun)}") do
       {:ok, opts}
     end
   end

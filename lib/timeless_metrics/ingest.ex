@@ -1,0 +1,89 @@
+defmodule TimelessMetrics.Ingest do
+  @moduledoc """
+  Ingestion of whole bodies in the agents' formats (`:vm_json`, `:prometheus_text`,
+  `:influx`, `:remote_write`):
+
+  - `submit/4` accepts a decoded body durably (spool, then queue) for the store's
+    `TimelessMetrics.IngestWorker`s; this is what the HTTP handler
+    (`TimelessMetrics.HTTP.Ingest`) answers `204` on;
+  - `ingest/4` parses and stores a body now, in the engine (what the workers call).
+
+      iex> {:ok, _} = TimelessMetrics.start_link(name: :ingest_doc, mode: :memory, ingest_fun: fn _, _, _, _ -> {:ok, %{samples: 1}} end)
+      iex> opts = %{extra_labels: [], default_ts_ms: 1_700_000_000_000, precision: :ms}
+      iex> TimelessMetrics.Ingest.submit(:ingest_doc, :prometheus_text, "up 1\\n", opts)
+      :ok
+      iex> TimelessMetrics.stop(:ingest_doc)
+      :ok
+  """
+
+  alias TimelessMetrics.{Engine, Native}
+  alias TimelessMetrics.Ingest.{Queue, Spool}
+
+  @compile {:no_warn_undefined, [{Native, :ingest, 4}]}
+
+  @type format :: :vm_json | :prometheus_text | :influx | :remote_write
+  @type opts :: %{extra_labels: [{String.t(), String.t()}], default_ts_ms: integer(), precision: :ns | :us | :ms | :s}
+  @type report :: %{
+          samples: non_neg_integer(),
+          series_created: non_neg_integer(),
+          rejected: [%{line: non_neg_integer(), reason: atom(), message: String.t(), sample: String.t()}],
+          rejected_by_reason: [{atom(), non_neg_integer()}],
+          metadata: [%{metric: String.t(), type: String.t() | nil, help: String.t() | nil, unit: String.t() | nil}]
+        }
+
+  @doc """
+  Parse `body` in `format` and store its samples in the engine now. Returns the
+  engine's report (samples stored, series created, rejected lines, metadata found), or
+  `{:error, {kind, message}}` for a body that cannot be decoded at all.
+  """
+  @spec ingest(atom(), format(), binary(), opts()) :: {:ok, report()} | {:error, Engine.reason()}
+  def ingest(store, format, body, opts) do
+    if native_ingest?() do
+      Engine.call(store, &Native.ingest(&1, format, body, opts))
+    else
+      {:error, {:unavailable, "this build of the engine has no ingest parsers (TimelessMetrics.Native.ingest/4)"}}
+    end
+  end
+
+  @doc "Whether the loaded engine has the ingest parsers."
+  @spec native_ingest?() :: boolean()
+  def native_ingest? do
+    Code.ensure_loaded?(Native) and function_exported?(Native, :ingest, 4)
+  end
+
+  @doc """
+  Accept a (decompressed) body for ingestion: reserve room in the queue, write it to
+  the spool (on disk), queue it. Once this returns `:ok` the body survives a crash of
+  the VM. Errors: `:full` (queue bounds reached), `{:unavailable, message}` (store not
+  running), `{:io, message}` (the spool could not be written).
+  """
+  @spec submit(atom() | Queue.t(), format(), binary(), opts()) :: :ok | {:error, :full | Engine.reason()}
+  def submit(store, format, body, opts) when is_atom(store) do
+    with {:ok, q} <- Queue.fetch(store), do: submit(q, format, body, opts)
+  end
+
+  def submit(%Queue{} = q, format, body, opts) do
+    size = byte_size(body)
+
+    with :ok <- Queue.reserve(q, size) do
+      seq = Queue.next_seq(q)
+
+      case spool(q, seq, format, opts, body) do
+        {:ok, path, spooled} ->
+          Queue.spooled(q, spooled)
+          entry = %{seq: seq, format: format, opts: opts, body: body, path: path, size: size, spool_size: spooled, attempts: 0}
+          Queue.push(q, entry)
+
+        {:error, reason} ->
+          Queue.release(q, size)
+          {:error, {:io, "ingest spool: #{:file.format_error(reason)}"}}
+      end
+    end
+  rescue
+    # the queue's tables went away with a restarting store
+    ArgumentError -> {:error, {:unavailable, "store #{inspect(q.store)} is restarting"}}
+  end
+
+  defp spool(%Queue{spool_dir: nil}, _seq, _format, _opts, _body), do: {:ok, nil, 0}
+  defp spool(q, seq, format, opts, body), do: Spool.write(q.spool_dir, seq, format, opts, body, q.sync?)
+end
