@@ -98,7 +98,9 @@ defmodule TimelessMetrics.RecoveryTest do
   end
 
   defp wait_for_restart(store, name, old, tries \\ 200) do
+    # The name is registered before init/1 runs; :sys.get_state returns only after it.
     with pid when is_pid(pid) and pid != old <- Process.whereis(name),
+         _state <- :sys.get_state(pid),
          {:ok, _} <- TM.info(store) do
       :ok
     else

@@ -19,8 +19,6 @@ defmodule TimelessMetrics.Ingest do
   alias TimelessMetrics.{Engine, Native}
   alias TimelessMetrics.Ingest.{Queue, Spool}
 
-  @compile {:no_warn_undefined, [{Native, :ingest, 4}]}
-
   @type format :: :vm_json | :prometheus_text | :influx | :remote_write
   @type opts :: %{extra_labels: [{String.t(), String.t()}], default_ts_ms: integer(), precision: :ns | :us | :ms | :s}
   @type report :: %{
@@ -38,17 +36,7 @@ defmodule TimelessMetrics.Ingest do
   """
   @spec ingest(atom(), format(), binary(), opts()) :: {:ok, report()} | {:error, Engine.reason()}
   def ingest(store, format, body, opts) do
-    if native_ingest?() do
-      Engine.call(store, &Native.ingest(&1, format, body, opts))
-    else
-      {:error, {:unavailable, "this build of the engine has no ingest parsers (TimelessMetrics.Native.ingest/4)"}}
-    end
-  end
-
-  @doc "Whether the loaded engine has the ingest parsers."
-  @spec native_ingest?() :: boolean()
-  def native_ingest? do
-    Code.ensure_loaded?(Native) and function_exported?(Native, :ingest, 4)
+    Engine.call(store, &Native.ingest(&1, format, body, opts))
   end
 
   @doc """

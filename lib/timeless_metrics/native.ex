@@ -31,6 +31,10 @@ defmodule TimelessMetrics.Native do
   def write_resolved(_store, _entries, _unit_ms), do: nif()
   def write_columns(_store, _ids, _timestamps, _values), do: nif()
 
+  # -- ingest path -------------------------------------------------------------
+  def decompress(_encoding, _body, _max_bytes), do: nif()
+  def ingest(_store, _format, _body, _opts), do: nif()
+
   # -- read path -------------------------------------------------------------
   def select(_store, _matchers, _from, _to), do: nif()
   def read_series(_store, _id, _from, _to, _unit_ms), do: nif()

@@ -1,7 +1,7 @@
 defmodule TimelessMetrics.HTTP.PureTest do
   use ExUnit.Case, async: true
 
-  alias TimelessMetrics.HTTP.{Auth, Body, Errors, JSON, Params, Request, Selector, Window}
+  alias TimelessMetrics.HTTP.{Auth, Errors, JSON, Params, Request, Selector, Window}
 
   doctest TimelessMetrics.HTTP.Selector
   doctest TimelessMetrics.HTTP.JSON
@@ -9,7 +9,6 @@ defmodule TimelessMetrics.HTTP.PureTest do
   doctest TimelessMetrics.HTTP.Request
   doctest TimelessMetrics.HTTP.Errors
   doctest TimelessMetrics.HTTP.Auth
-  doctest TimelessMetrics.HTTP.Body
   doctest TimelessMetrics.HTTP.Window
   doctest TimelessMetrics.HTTP.Router
   doctest TimelessMetrics.HTTP
@@ -148,15 +147,6 @@ defmodule TimelessMetrics.HTTP.PureTest do
       assert {"retry-after", "1"} in headers
       assert {401, headers, _} = Errors.response({:unauthorized, "no"})
       assert {"www-authenticate", "Bearer"} in headers
-    end
-  end
-
-  describe "Body.decode/3" do
-    test "deflate (zlib) and invalid data" do
-      assert Body.decode(:zlib.compress("abc"), "deflate", 10) == {:ok, "abc", :decoded}
-      assert {:error, {:bad_input, _}} = Body.decode("not gzip", "gzip", 10)
-      truncated = binary_part(:zlib.gzip(String.duplicate("x", 5000)), 0, 20)
-      assert {:error, {:bad_input, _}} = Body.decode(truncated, "gzip", 100_000)
     end
   end
 

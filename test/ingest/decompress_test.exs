@@ -52,17 +52,18 @@ defmodule TimelessMetrics.Ingest.DecompressTest do
     assert msg =~ "br"
   end
 
-  test "snappy needs the engine's decompressor" do
-    if Decompress.native?() do
-      # the snappy block format of "hello": length varint 5, literal tag (5-1)<<2
-      assert Decompress.decode("snappy", <<5, 16, "hello">>, 100) == {:ok, "hello"}
-      assert {:error, {:bad_input, msg}} = Decompress.decode("snappy", <<200, 1, 0>>, 100)
-      assert msg =~ "snappy"
-      assert {:error, {:too_large, _}} = Decompress.decode("snappy", <<5, 16, "hello">>, 4)
-    else
-      assert {:error, {:unsupported, msg}} = Decompress.decode("snappy", <<5, 16, "hello">>, 100)
-      assert msg =~ "snappy"
-    end
+  test "truncated gzip is bad input" do
+    truncated = binary_part(:zlib.gzip(String.duplicate("x", 5000)), 0, 20)
+    assert {:error, {:bad_input, msg}} = Decompress.decode("gzip", truncated, 100_000)
+    assert msg =~ "gzip"
+  end
+
+  test "snappy block format" do
+    # the snappy block format of "hello": length varint 5, literal tag (5-1)<<2
+    assert Decompress.decode("snappy", <<5, 16, "hello">>, 100) == {:ok, "hello"}
+    assert {:error, {:bad_input, msg}} = Decompress.decode("snappy", <<5, 0xFF, 0xFF>>, 100)
+    assert msg =~ "snappy"
+    assert {:error, {:too_large, _}} = Decompress.decode("snappy", <<5, 16, "hello">>, 4)
   end
 end
 

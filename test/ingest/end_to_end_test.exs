@@ -15,9 +15,6 @@ defmodule TimelessMetrics.Ingest.EndToEndTest do
   alias TimelessMetrics.Ingest.Spool
 
   @moduletag :tmp_dir
-  unless TimelessMetrics.Ingest.native_ingest?() do
-    @moduletag skip: "needs TimelessMetrics.Native.ingest/4 (the engine's ingest parsers)"
-  end
 
   @t 1_700_000_000_000
 

@@ -13,8 +13,8 @@ defmodule TimelessMetrics.HTTP.MochiwebAdapter do
   - a malformed `Content-Length`, or both headers at once: 400;
   - a body that does not arrive within `read_timeout` ms (a `Content-Length` that
     promises more than is sent): 408;
-  - `Content-Encoding: gzip | deflate` is inflated with the same limit (see
-    `TimelessMetrics.HTTP.Body`) and the header dropped from the request map;
+  - the body is passed on as sent: `Content-Encoding` is decoded by the handler that
+    knows the format (ingest decodes gzip, deflate and snappy with the same limit);
   - `Expect: 100-continue` is answered before reading.
 
   A body of `{:stream, fun}` is sent with chunked transfer encoding: `fun` receives an
@@ -26,7 +26,7 @@ defmodule TimelessMetrics.HTTP.MochiwebAdapter do
 
   require Logger
 
-  alias TimelessMetrics.HTTP.{Body, Errors, Request, Router, Stats}
+  alias TimelessMetrics.HTTP.{Errors, Request, Router, Stats}
 
   @piece 1_048_576
 
@@ -116,11 +116,7 @@ defmodule TimelessMetrics.HTTP.MochiwebAdapter do
         {:ok, request}
 
       {:ok, raw} ->
-        case Body.decode(raw, Map.get(headers, "content-encoding"), max) do
-          {:ok, body, :decoded} -> {:ok, %{request | body: body, headers: Map.delete(headers, "content-encoding")}}
-          {:ok, body, :kept} -> {:ok, %{request | body: body}}
-          error -> error
-        end
+        {:ok, %{request | body: raw}}
 
       other ->
         other

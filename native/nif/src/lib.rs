@@ -8,6 +8,7 @@
 //! | [`convert`] | term <-> engine value helpers, the error tuple `{:error, {kind, message}}` |
 //! | [`write`]   | write path: `resolve`, `write_batch`, `write_resolved` |
 //! | [`read`]    | read path: `read_series`, `read_many`, `aggregate`, `latest`, listings |
+//! | [`ingest`]  | ingest path: `decompress`, `ingest` (parse + resolve + write a body) |
 //! | [`admin`]   | lifecycle and admin: open/close/flush/merge/maintain/info/delete, admin SQLite |
 //!
 //! Every NIF that can take longer than about a millisecond is on a dirty scheduler.
@@ -15,6 +16,7 @@
 
 mod admin;
 mod convert;
+mod ingest;
 mod read;
 mod write;
 

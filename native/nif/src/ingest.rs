@@ -1,0 +1,136 @@
+//! Ingest NIFs: decompress a request body, and parse + resolve + write a body
+//! in one of the four wire formats (all on dirty schedulers).
+
+use rustler::{Atom, Binary, Encoder, Env, NewBinary, NifResult, ResourceArc, Term};
+use timeless_engine::ingest::{self, Format, IngestOptions, IngestReport, Precision};
+use timeless_engine::store::now_ms;
+
+use crate::convert::{bad_input, engine_err, text, tuple_elems};
+use crate::{atoms, StoreRes};
+
+fn format_of(term: Term) -> NifResult<Format> {
+    let name = text(term).unwrap_or_default();
+    Ok(match name.as_str() {
+        "vm_json" => Format::VmJson,
+        "prometheus_text" => Format::PrometheusText,
+        "influx" => Format::Influx,
+        "remote_write" => Format::RemoteWrite,
+        other => return Err(bad_input(format!("unknown ingest format {other:?}"))),
+    })
+}
+
+fn options(map: Term) -> NifResult<IngestOptions> {
+    let env = map.get_env();
+    let get = |key: &str| map.map_get(Atom::from_str(env, key).ok()?).ok();
+    let mut opts = IngestOptions::default();
+    if let Some(labels) = get("extra_labels") {
+        let iter = labels.into_list_iterator().map_err(|_| bad_input("extra_labels must be a list"))?;
+        for pair in iter {
+            let p = tuple_elems(pair).filter(|p| p.len() == 2).ok_or_else(|| bad_input("extra_labels: expected {name, value}"))?;
+            let (k, v) = (text(p[0]), text(p[1]));
+            match (k, v) {
+                (Some(k), Some(v)) => opts.extra_labels.push((k, v)),
+                _ => return Err(bad_input("extra_labels: names and values must be strings")),
+            }
+        }
+    }
+    opts.default_ts_ms = match get("default_ts_ms") {
+        Some(t) if t.decode::<Atom>().ok() != Some(atoms::nil()) => {
+            t.decode::<i64>().map_err(|_| bad_input("default_ts_ms must be an integer"))?
+        }
+        _ => now_ms(),
+    };
+    if let Some(p) = get("precision") {
+        if p.decode::<Atom>().ok() != Some(atoms::nil()) {
+            let name = text(p).unwrap_or_default();
+            opts.precision = Precision::parse(&name).ok_or_else(|| bad_input(format!("precision {name:?} is not one of ns, us, ms, s")))?;
+        }
+    }
+    if let Some(m) = get("max_line_bytes") {
+        if let Ok(n) = m.decode::<usize>() {
+            opts.max_line_bytes = n;
+        }
+    }
+    Ok(opts)
+}
+
+fn atom<'a>(env: Env<'a>, name: &str) -> Term<'a> {
+    Atom::from_str(env, name).expect("atom").encode(env)
+}
+
+fn map<'a>(env: Env<'a>, pairs: &[(&str, Term<'a>)]) -> NifResult<Term<'a>> {
+    let keys: Vec<Term> = pairs.iter().map(|(k, _)| atom(env, k)).collect();
+    let values: Vec<Term> = pairs.iter().map(|(_, v)| *v).collect();
+    Term::map_from_term_arrays(env, &keys, &values)
+}
+
+fn opt_text<'a>(env: Env<'a>, s: &Option<String>) -> Term<'a> {
+    match s {
+        Some(s) => s.encode(env),
+        None => atoms::nil().encode(env),
+    }
+}
+
+fn report_term<'a>(env: Env<'a>, r: &IngestReport) -> NifResult<Term<'a>> {
+    let rejected: Vec<Term> = r
+        .rejected
+        .iter()
+        .map(|x| {
+            map(
+                env,
+                &[
+                    ("line", x.line.encode(env)),
+                    ("reason", atom(env, x.reason.as_str())),
+                    ("message", x.message.encode(env)),
+                    ("sample", x.sample.encode(env)),
+                ],
+            )
+        })
+        .collect::<NifResult<_>>()?;
+    let by_reason: Vec<Term> =
+        r.rejected_by_reason.iter().map(|(reason, n)| (atom(env, reason.as_str()), *n).encode(env)).collect();
+    let metadata: Vec<Term> = r
+        .metadata
+        .iter()
+        .map(|m| {
+            map(
+                env,
+                &[
+                    ("metric", m.metric.encode(env)),
+                    ("type", opt_text(env, &m.kind)),
+                    ("help", opt_text(env, &m.help)),
+                    ("unit", opt_text(env, &m.unit)),
+                ],
+            )
+        })
+        .collect::<NifResult<_>>()?;
+    map(
+        env,
+        &[
+            ("samples", r.samples.encode(env)),
+            ("series_created", r.series_created.encode(env)),
+            ("rejected", rejected.encode(env)),
+            ("rejected_by_reason", by_reason.encode(env)),
+            ("metadata", metadata.encode(env)),
+        ],
+    )
+}
+
+/// `ingest(store, format, body, opts) -> report`
+#[rustler::nif(schedule = "DirtyCpu")]
+fn ingest<'a>(env: Env<'a>, res: ResourceArc<StoreRes>, format: Term<'a>, body: Binary<'a>, opts: Term<'a>) -> NifResult<Term<'a>> {
+    let format = format_of(format)?;
+    let opts = options(opts)?;
+    let report = ingest::ingest(&res.store, format, body.as_slice(), &opts).map_err(engine_err)?;
+    report_term(env, &report)
+}
+
+/// `decompress(encoding, body, max_bytes) -> binary`
+#[rustler::nif(schedule = "DirtyCpu")]
+fn decompress<'a>(env: Env<'a>, encoding: String, body: Binary<'a>, max_bytes: usize) -> NifResult<Term<'a>> {
+    let out = ingest::decompress(&encoding, body.as_slice(), max_bytes).map_err(engine_err)?;
+    let mut bin = NewBinary::new(env, out.len());
+    bin.as_mut_slice().copy_from_slice(&out);
+    let bin: Binary = bin.into();
+    Ok(bin.encode(env))
+}
