@@ -46,9 +46,9 @@ defmodule TimelessMetrics.Engine do
       {:error, {:bad_input, "invalid argument: #{Exception.message(e)}"}}
 
     e in ErlangError ->
-      case e.original do
-        :nif_panicked -> {:error, {:internal, "the engine panicked; see the VM's stderr"}}
-        other -> {:error, {:internal, inspect(other)}}
+      case e do
+        %ErlangError{original: :nif_panicked} -> {:error, {:internal, "the engine panicked; see the VM's stderr"}}
+        other -> {:error, {:internal, Exception.message(other)}}
       end
   end
 
