@@ -10,64 +10,70 @@ use timeless_engine::series::Labels;
 use timeless_engine::store::{now_ms, Store};
 use timeless_engine::SeriesId;
 
-use crate::convert::{bad_input, decode_timestamp, decode_value, engine_err, for_each_label, push_text, with_tuple};
+use crate::convert::{bad_input, decode_timestamp, decode_value, engine_err, for_each_label, push_text, text, with_tuple};
 use crate::{atoms, StoreRes};
 
-/// Separators in the raw series key; neither byte occurs in UTF-8 text.
-const KV_SEP: u8 = 0xfe;
-const PAIR_END: u8 = 0xff;
+/// First byte of the cache keys built here; 0xFF never starts UTF-8 text nor the
+/// ingest parsers' keys (0xF8..0xFB).
+const KEY_TAG: u8 = 0xff;
 
-/// Build the raw key `metric 0xff (name 0xfe value 0xff)*` from terms.
-fn raw_key<'a>(metric: Term<'a>, labels: Term<'a>, key: &mut Vec<u8>) -> Result<(), String> {
+/// The raw-cache key of a `(metric, labels)` pair as the caller sent it: the tag,
+/// the metric's text, 0xFF, then the labels term in the external term format. That
+/// is one C call for the whole label set, and equal maps encode to equal bytes (a
+/// keyword list in another order gets another key, which still resolves to the same
+/// series through the slow path).
+fn series_key<'a>(metric: Term<'a>, labels: Term<'a>, key: &mut Vec<u8>) -> Result<(), String> {
     key.clear();
+    key.push(KEY_TAG);
     if !push_text(metric, key) {
         return Err("metric name must be a string".into());
     }
-    key.push(PAIR_END);
-    let mut bad = None;
-    let ok = for_each_label(labels, |k, v| {
-        if !push_text(k, key) {
-            bad = Some("label names must be strings".to_string());
-            return false;
-        }
-        key.push(KV_SEP);
-        if !push_text(v, key) {
-            bad = Some("label values must be strings".to_string());
-            return false;
-        }
-        key.push(PAIR_END);
-        true
-    });
-    match (ok, bad) {
-        (true, _) => Ok(()),
-        (false, Some(m)) => Err(m),
-        (false, None) => Err("labels must be a map or a list of {name, value}".into()),
+    key.push(KEY_TAG);
+    if !(labels.is_map() || labels.is_list()) {
+        return Err("labels must be a map or a list of {name, value}".into());
     }
+    key.extend_from_slice(labels.to_binary().as_slice());
+    Ok(())
 }
 
-/// Parse a raw key back into validated labels (only on a cache miss).
-fn labels_from_key(store: &Store, key: &[u8]) -> timeless_engine::Result<Labels> {
-    fn text(b: &[u8]) -> timeless_engine::Result<&str> {
-        std::str::from_utf8(b).map_err(|_| timeless_engine::Error::bad_input("labels must be valid UTF-8"))
+/// Validated labels from the terms (only on a cache miss).
+fn labels_of<'a>(store: &Store, metric: Term<'a>, labels: Term<'a>) -> Result<Labels, String> {
+    let metric = text(metric).ok_or("metric name must be a string")?;
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    let mut bad = None;
+    let ok = for_each_label(labels, |k, v| match (text(k), text(v)) {
+        (Some(k), Some(v)) => {
+            pairs.push((k, v));
+            true
+        }
+        (None, _) => {
+            bad = Some("label names must be strings");
+            false
+        }
+        (_, None) => {
+            bad = Some("label values must be strings");
+            false
+        }
+    });
+    if !ok {
+        return Err(bad.unwrap_or("labels must be a map or a list of {name, value}").into());
     }
-    let mut parts = key.split(|&b| b == PAIR_END);
-    let metric = text(parts.next().unwrap_or_default())?;
-    let mut pairs = Vec::new();
-    for pair in parts.filter(|p| !p.is_empty()) {
-        let mut kv = pair.splitn(2, |&b| b == KV_SEP);
-        let k = text(kv.next().unwrap_or_default())?;
-        let v = text(kv.next().unwrap_or_default())?;
-        pairs.push((k, v));
-    }
-    store.labels(metric, &pairs)
+    let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    store.labels(&metric, &pairs).map_err(|e| e.message)
+}
+
+fn resolve_terms<'a>(store: &Store, metric: Term<'a>, labels: Term<'a>) -> NifResult<SeriesId> {
+    let mut key = Vec::with_capacity(128);
+    series_key(metric, labels, &mut key).map_err(bad_input)?;
+    store
+        .resolve_raw(&key, || labels_of(store, metric, labels).map_err(timeless_engine::Error::bad_input))
+        .map_err(engine_err)
 }
 
 /// `resolve(store, metric, labels) -> id`
 #[rustler::nif]
 fn resolve<'a>(res: ResourceArc<StoreRes>, metric: Term<'a>, labels: Term<'a>) -> NifResult<u64> {
-    let mut key = Vec::with_capacity(128);
-    raw_key(metric, labels, &mut key).map_err(bad_input)?;
-    res.store.resolve_raw(&key, || labels_from_key(&res.store, &key)).map_err(engine_err)
+    resolve_terms(&res.store, metric, labels)
 }
 
 struct Decoded {
@@ -107,7 +113,7 @@ fn decode_labeled(store: &Store, entries: Term, unit_ms: i64) -> NifResult<Decod
             identity = (e[0].as_c_arg(), e[1].as_c_arg());
             match seen.map.get(&identity) {
                 Some(&first) => known = first,
-                None => raw_key(e[0], e[1], &mut key)?,
+                None => series_key(e[0], e[1], &mut key)?,
             }
             let v = decode_value(e[2]).ok_or("value is not a number")?;
             let t = if e.len() == 4 { decode_timestamp(e[3], unit_ms)? } else { now };
@@ -129,8 +135,8 @@ fn decode_labeled(store: &Store, entries: Term, unit_ms: i64) -> NifResult<Decod
         let id = match store.cached_id(&key) {
             Some(id) => id,
             None => {
-                let labels =
-                    labels_from_key(store, &key).map_err(|e| bad_input(format!("entry {i}: {}", e.message)))?;
+                let (metric, labels) = with_tuple(entry, |e| (e[0], e[1])).expect("checked above");
+                let labels = labels_of(store, metric, labels).map_err(|m| bad_input(format!("entry {i}: {m}")))?;
                 d.pending.push((i, key.clone(), labels));
                 SeriesId::MAX
             }
@@ -218,10 +224,10 @@ fn write_columns(res: ResourceArc<StoreRes>, ids: Binary, ts: Binary, vals: Bina
 #[rustler::nif]
 fn lookup<'a>(res: ResourceArc<StoreRes>, metric: Term<'a>, labels: Term<'a>) -> NifResult<Option<u64>> {
     let mut key = Vec::with_capacity(128);
-    raw_key(metric, labels, &mut key).map_err(bad_input)?;
+    series_key(metric, labels, &mut key).map_err(bad_input)?;
     if let Some(id) = res.store.cached_id(&key) {
         return Ok(Some(id));
     }
-    let labels = labels_from_key(&res.store, &key).map_err(engine_err)?;
+    let labels = labels_of(&res.store, metric, labels).map_err(bad_input)?;
     Ok(res.store.lookup(&labels))
 }
