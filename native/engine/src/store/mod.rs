@@ -36,6 +36,7 @@
 
 use std::fs::File;
 use std::path::PathBuf;
+use std::time::Instant;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
 
@@ -156,6 +157,16 @@ pub struct Store {
     lock_file: Mutex<Option<File>>,
     closed: AtomicBool,
     warnings: Mutex<Vec<String>>,
+    recovery: Recovery,
+}
+
+/// How long each step of the last open took.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Recovery {
+    pub series_log_ms: u64,
+    pub chunk_index_ms: u64,
+    pub wal_ms: u64,
+    pub wal_samples: u64,
 }
 
 impl Store {
@@ -164,6 +175,7 @@ impl Store {
     /// corrupt records or chunk files skipped...).
     pub fn open(cfg: StoreConfig) -> Result<(Store, Vec<String>)> {
         let mut warnings = Vec::new();
+        let mut recovery = Recovery::default();
         let registry = Registry::new();
         let mut view = View::default();
         let head = Head::new(cfg.shards, cfg.max_points_per_series);
@@ -173,12 +185,21 @@ impl Store {
                 std::fs::create_dir_all(dir).map_err(|e| Error::io(dir.display(), e))?;
                 let lock_file = lock_dir(dir)?;
                 let series_path = dir.join("series.log");
+                let t0 = Instant::now();
                 replay_series_log(&series_path, &registry, &mut warnings)?;
+                let t1 = Instant::now();
                 let next_file_id = load_chunk_files(&dir.join("chunks"), &registry, &mut view, &mut warnings)?;
+                let t2 = Instant::now();
                 let wal_dir = dir.join("wal");
                 let report = wal::replay(&wal_dir, |ids, ts, vals| {
                     replay_samples(&registry, &head, ids, ts, vals);
                 })?;
+                recovery = Recovery {
+                    series_log_ms: (t1 - t0).as_millis() as u64,
+                    chunk_index_ms: (t2 - t1).as_millis() as u64,
+                    wal_ms: t2.elapsed().as_millis() as u64,
+                    wal_samples: report.samples,
+                };
                 for issue in report.issues {
                     warnings.push(format!(
                         "wal {:?} in {} at offset {}: {}",
@@ -207,9 +228,15 @@ impl Store {
             lock_file: Mutex::new(lock_file),
             closed: AtomicBool::new(false),
             warnings: Mutex::new(Vec::new()),
+            recovery,
             cfg,
         };
         Ok((store, warnings))
+    }
+
+    /// What the last open had to recover, and how long each step took.
+    pub fn recovery(&self) -> Recovery {
+        self.recovery
     }
 
     pub fn config(&self) -> &StoreConfig {

@@ -12,7 +12,10 @@ use crate::log::read_records;
 use crate::series::{Labels, Registry};
 use crate::{SeriesId, Timestamp};
 
+use rayon::prelude::*;
+
 use super::now_ms;
+use super::read::pool;
 use super::view::View;
 
 pub(super) const SERIES_CREATE: u8 = 1;
@@ -42,29 +45,57 @@ pub(super) fn lock_dir(dir: &Path) -> Result<File> {
     Ok(file)
 }
 
+/// Records decoded per parallel batch during series-log replay.
+const SERIES_BATCH: usize = 16 * 1024;
+
+enum SeriesRecord {
+    Create(SeriesId, Labels),
+    Delete(SeriesId),
+}
+
+fn decode_series_record(path: &Path, offset: u64, payload: &[u8]) -> Result<SeriesRecord> {
+    let bad = || Error::corrupt(format!("{} at offset {offset}: bad series record", path.display()));
+    if payload.len() < 9 {
+        return Err(bad());
+    }
+    let id = u64::from_le_bytes(payload[1..9].try_into().unwrap());
+    match payload[0] {
+        SERIES_CREATE => Ok(SeriesRecord::Create(id, Labels::decode(&payload[9..]).map_err(|_| bad())?)),
+        SERIES_DELETE => Ok(SeriesRecord::Delete(id)),
+        _ => Err(bad()),
+    }
+}
+
+/// Decode a batch of records in parallel, then apply them in log order.
+fn apply_series_batch(path: &Path, batch: &mut Vec<(u64, Vec<u8>)>, registry: &Registry) -> Result<()> {
+    let records: Vec<Result<SeriesRecord>> =
+        pool().install(|| batch.par_iter().map(|(offset, p)| decode_series_record(path, *offset, p)).collect());
+    batch.clear();
+    for record in records {
+        match record? {
+            SeriesRecord::Create(id, labels) => registry.insert_known(id, labels)?,
+            SeriesRecord::Delete(id) => {
+                registry.delete(&[id]);
+                registry.bump_next_id(id.saturating_add(1));
+            }
+        }
+    }
+    Ok(())
+}
+
 pub(super) fn replay_series_log(path: &Path, registry: &Registry, warnings: &mut Vec<String>) -> Result<()> {
     if !path.exists() {
         return Ok(());
     }
+    let mut batch: Vec<(u64, Vec<u8>)> = Vec::with_capacity(SERIES_BATCH);
     let issues = read_records(path, |offset, payload| {
-        let bad = || Error::corrupt(format!("{} at offset {offset}: bad series record", path.display()));
-        if payload.len() < 9 {
-            return Err(bad());
-        }
-        let id = u64::from_le_bytes(payload[1..9].try_into().unwrap());
-        match payload[0] {
-            SERIES_CREATE => {
-                let labels = Labels::decode(&payload[9..]).map_err(|_| bad())?;
-                registry.insert_known(id, labels)?;
-            }
-            SERIES_DELETE => {
-                registry.delete(&[id]);
-                registry.bump_next_id(id.saturating_add(1));
-            }
-            _ => return Err(bad()),
+        batch.push((offset, payload.to_vec()));
+        if batch.len() == SERIES_BATCH {
+            apply_series_batch(path, &mut batch, registry)?;
         }
         Ok(())
     })?;
+    apply_series_batch(path, &mut batch, registry)?;
     for issue in issues {
         warnings.push(format!(
             "series log {:?} in {} at offset {}: {}",
@@ -77,7 +108,8 @@ pub(super) fn replay_series_log(path: &Path, registry: &Registry, warnings: &mut
     Ok(())
 }
 
-/// Open every chunk file's footer; returns the next free file id.
+/// Open every chunk file's index (in parallel; no chunk body is decoded) and
+/// register the chunks of live series; returns the next free file id.
 pub(super) fn load_chunk_files(dir: &Path, registry: &Registry, view: &mut View, warnings: &mut Vec<String>) -> Result<u64> {
     let mut next_id = 1;
     let entries = match std::fs::read_dir(dir) {
@@ -100,16 +132,28 @@ pub(super) fn load_chunk_files(dir: &Path, registry: &Registry, view: &mut View,
         }
     }
     found.sort();
-    for (id, path) in found {
+    let opened: Vec<_> = pool().install(|| {
+        found
+            .par_iter()
+            .map(|(id, path)| {
+                ChunkFile::open(path, *id).map(|(file, metas)| {
+                    let ids: Vec<SeriesId> = metas.iter().map(|m| m.series_id).collect();
+                    let live = registry.live_mask(&ids);
+                    (file, metas, live)
+                })
+            })
+            .collect()
+    });
+    for ((id, path), result) in found.iter().zip(opened) {
         next_id = next_id.max(id + 1);
-        match ChunkFile::open(&path, id) {
-            Ok((file, metas)) => {
-                for meta in metas {
-                    if registry.contains(meta.series_id) {
-                        view.add_chunk(id, meta);
+        match result {
+            Ok((file, metas, live)) => {
+                for (meta, live) in metas.into_iter().zip(live) {
+                    if live {
+                        view.add_chunk(*id, meta);
                     }
                 }
-                view.files.insert(id, Arc::new(file));
+                view.files.insert(*id, Arc::new(file));
             }
             Err(e) => warnings.push(format!("skipped chunk file {}: {}", path.display(), e.message)),
         }
