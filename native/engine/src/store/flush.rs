@@ -16,6 +16,49 @@ use super::read::pool;
 use super::view::{ChunkRef, Frozen};
 use super::{lock, now_ms, read, write, FlushStats, Store};
 
+/// Chunk files of bounded size being written, carried across groups of series
+/// so a merge produces few large files.
+struct ChunkSink<'s> {
+    store: &'s Store,
+    writer: ChunkFileWriter,
+    files: Vec<(ChunkFile, Vec<ChunkMeta>)>,
+    points: u64,
+}
+
+impl<'s> ChunkSink<'s> {
+    const MAX_FILE_BYTES: usize = 64 << 20;
+
+    fn new(store: &'s Store) -> Self {
+        ChunkSink { store, writer: ChunkFileWriter::new(), files: Vec::new(), points: 0 }
+    }
+
+    fn add(&mut self, id: SeriesId, ts: &[Timestamp], vals: &[f64]) -> Result<()> {
+        let n = self.store.cfg.max_chunk_points;
+        for (t, v) in ts.chunks(n).zip(vals.chunks(n)) {
+            self.writer.add(id, t, v);
+            self.points += t.len() as u64;
+        }
+        if self.writer.bytes() >= Self::MAX_FILE_BYTES {
+            let full = std::mem::replace(&mut self.writer, ChunkFileWriter::new());
+            self.files.push(self.store.finish_file(full)?);
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<(Vec<(ChunkFile, Vec<ChunkMeta>)>, FlushStats)> {
+        if !self.writer.is_empty() {
+            self.files.push(self.store.finish_file(self.writer)?);
+        }
+        let stats = FlushStats {
+            series: 0,
+            points: self.points,
+            files: self.files.len() as u64,
+            bytes: self.files.iter().map(|(f, _)| f.size_bytes()).sum(),
+        };
+        Ok((self.files, stats))
+    }
+}
+
 impl Store {
 
     /// Flush the whole head into chunk files and drop the WAL segments it covered.
@@ -89,25 +132,11 @@ impl Store {
         &self,
         runs: impl Iterator<Item = (SeriesId, &'a [Timestamp], &'a [f64])>,
     ) -> Result<(Vec<(ChunkFile, Vec<ChunkMeta>)>, FlushStats)> {
-        const MAX_FILE_BYTES: usize = 64 << 20;
-        let mut files = Vec::new();
-        let mut stats = FlushStats::default();
-        let mut writer = ChunkFileWriter::new();
+        let mut sink = ChunkSink::new(self);
         for (id, ts, vals) in runs {
-            for (t, v) in ts.chunks(self.cfg.max_chunk_points).zip(vals.chunks(self.cfg.max_chunk_points)) {
-                writer.add(id, t, v);
-                stats.points += t.len() as u64;
-            }
-            if writer.bytes() >= MAX_FILE_BYTES {
-                files.push(self.finish_file(std::mem::replace(&mut writer, ChunkFileWriter::new()))?);
-            }
+            sink.add(id, ts, vals)?;
         }
-        if !writer.is_empty() {
-            files.push(self.finish_file(writer)?);
-        }
-        stats.files = files.len() as u64;
-        stats.bytes = files.iter().map(|(f, _)| f.size_bytes()).sum();
-        Ok((files, stats))
+        sink.finish()
     }
 
     fn finish_file(&self, writer: ChunkFileWriter) -> Result<(ChunkFile, Vec<ChunkMeta>)> {
@@ -144,7 +173,7 @@ impl Store {
         }
         let files_by_id: HashMap<u64, Arc<ChunkFile>> = old_files.iter().map(|f| (f.id(), f.clone())).collect();
         // Decode and re-encode series in groups so memory stays bounded.
-        let mut new_files = Vec::new();
+        let mut sink = ChunkSink::new(self);
         let mut stats = FlushStats::default();
         for group in refs.chunks(4096) {
             let merged: Vec<(SeriesId, Vec<Timestamp>, Vec<f64>)> = pool().install(|| {
@@ -152,16 +181,22 @@ impl Store {
                     .par_iter()
                     .filter(|(id, _)| self.registry.contains(*id))
                     .map(|(id, refs)| {
-                        let (ts, vals) = self.decode_chunks(&files_by_id, refs, i64::MIN, i64::MAX);
+                        let chunks = refs
+                            .iter()
+                            .filter_map(|r| files_by_id.get(&r.file_id).map(|f| (*r, f.clone())))
+                            .collect();
+                        let (ts, vals) = self.decode_chunks(chunks, i64::MIN, i64::MAX);
                         (*id, ts, vals)
                     })
                     .collect()
             });
-            let (files, s) = self.write_chunks(merged.iter().map(|(id, t, v)| (*id, t.as_slice(), v.as_slice())))?;
+            for (id, ts, vals) in &merged {
+                sink.add(*id, ts, vals)?;
+            }
             stats.series += merged.len() as u64;
-            stats.points += s.points;
-            new_files.extend(files);
         }
+        let (new_files, written) = sink.finish()?;
+        stats.points = written.points;
         let old_ids: std::collections::HashSet<u64> = old_files.iter().map(|f| f.id()).collect();
         {
             let mut view = write(&self.view);

@@ -1,7 +1,6 @@
 //! Reads: one series merged from chunks, frozen runs and the head; many series
 //! in parallel; bucketed aggregates; the latest point.
 
-use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use rayon::prelude::*;
@@ -28,19 +27,17 @@ pub(super) fn pool() -> &'static rayon::ThreadPool {
 
 impl Store {
 
+    /// Decode chunks (from `View::chunks_of`) and merge them, older files first,
+    /// keeping only points in `[from, to]`.
     pub(super) fn decode_chunks(
         &self,
-        files: &HashMap<u64, Arc<ChunkFile>>,
-        refs: &[ChunkRef],
+        mut chunks: Vec<(ChunkRef, Arc<ChunkFile>)>,
         from: Timestamp,
         to: Timestamp,
     ) -> (Vec<Timestamp>, Vec<f64>) {
-        let mut refs: Vec<&ChunkRef> =
-            refs.iter().filter(|r| r.meta.min_ts <= to && r.meta.max_ts >= from).collect();
-        refs.sort_by_key(|r| (r.file_id, r.meta.min_ts));
-        let mut sources = Vec::with_capacity(refs.len());
-        for r in refs {
-            let Some(file) = files.get(&r.file_id) else { continue };
+        chunks.sort_by_key(|(r, _)| (r.file_id, r.meta.min_ts));
+        let mut sources = Vec::with_capacity(chunks.len());
+        for (r, file) in chunks {
             let mut ts = Vec::with_capacity(r.meta.count as usize);
             let mut vals = Vec::with_capacity(r.meta.count as usize);
             match file.read(&r.meta, &mut ts, &mut vals) {
@@ -58,19 +55,14 @@ impl Store {
     pub fn read(&self, id: SeriesId, from: Timestamp, to: Timestamp) -> (Vec<Timestamp>, Vec<f64>) {
         // Head first, then the view: see the module docs.
         let head = self.head.read(id, from, to);
-        let (files, refs, frozen) = {
+        let (chunks, frozen) = {
             let view = read(&self.view);
-            let refs = view.chunks.get(id as usize).cloned().unwrap_or_default();
-            let files: HashMap<u64, Arc<ChunkFile>> = refs
-                .iter()
-                .filter_map(|r| view.files.get(&r.file_id).map(|f| (r.file_id, f.clone())))
-                .collect();
             let mut frozen: Vec<Arc<Frozen>> =
                 view.frozen.iter().filter(|f| f.series.contains_key(&id)).cloned().collect();
             frozen.sort_by_key(|f| f.seq);
-            (files, refs, frozen)
+            (view.chunks_of(id, from, to), frozen)
         };
-        let mut sources = vec![self.decode_chunks(&files, &refs, from, to)];
+        let mut sources = vec![self.decode_chunks(chunks, from, to)];
         for f in frozen {
             let (ts, vals) = &f.series[&id];
             let (mut t, mut v) = (ts.clone(), vals.clone());
@@ -120,23 +112,19 @@ impl Store {
     /// The newest point of a series, if it has any.
     pub fn latest(&self, id: SeriesId) -> Option<(Timestamp, f64)> {
         let head = self.head.latest(id);
-        let (files, refs, frozen) = {
+        let (chunks, frozen) = {
             let view = read(&self.view);
-            let refs = view.chunks.get(id as usize).cloned().unwrap_or_default();
-            let files: HashMap<u64, Arc<ChunkFile>> = refs
-                .iter()
-                .filter_map(|r| view.files.get(&r.file_id).map(|f| (r.file_id, f.clone())))
-                .collect();
+            let newest = view.chunks.get(id as usize).and_then(|refs| refs.iter().map(|r| r.meta.max_ts).max());
+            let chunks = newest.map(|t| (t, view.chunks_of(id, t, t)));
             let frozen: Option<(Timestamp, f64)> = view
                 .frozen
                 .iter()
                 .filter_map(|f| f.series.get(&id).and_then(|(t, v)| t.last().map(|&t| (t, *v.last().unwrap()))))
                 .max_by_key(|p| p.0);
-            (files, refs, frozen)
+            (chunks, frozen)
         };
-        let newest_chunk_ts = refs.iter().map(|r| r.meta.max_ts).max();
-        let chunk = newest_chunk_ts.and_then(|max_ts| {
-            let (t, v) = self.decode_chunks(&files, &refs, max_ts, max_ts);
+        let chunk = chunks.and_then(|(max_ts, chunks)| {
+            let (t, v) = self.decode_chunks(chunks, max_ts, max_ts);
             t.last().map(|&t| (t, *v.last().unwrap()))
         });
         // Newest source wins a tie: head over frozen over chunks.

@@ -28,6 +28,15 @@ pub(super) struct View {
 }
 
 impl View {
+    /// The chunks of a series overlapping `[from, to]`, each with its file.
+    pub fn chunks_of(&self, id: SeriesId, from: Timestamp, to: Timestamp) -> Vec<(ChunkRef, Arc<ChunkFile>)> {
+        let Some(refs) = self.chunks.get(id as usize) else { return Vec::new() };
+        refs.iter()
+            .filter(|r| r.meta.min_ts <= to && r.meta.max_ts >= from)
+            .filter_map(|r| self.files.get(&r.file_id).map(|f| (*r, f.clone())))
+            .collect()
+    }
+
     pub fn add_chunk(&mut self, file_id: u64, meta: ChunkMeta) {
         let id = meta.series_id as usize;
         if self.chunks.len() <= id {
