@@ -291,6 +291,7 @@ defmodule TimelessMetrics.PromQL.ConformanceTest do
                      do: nil,
                      else: "TimelessMetrics.PromQL is not in this build yet (it comes with the evaluator branch wip-promql-eval)")
 
+    if @suite_skip, do: IO.puts("PromQL conformance suite skipped: #{@suite_skip}")
     if @data_skip, do: @tag(skip: @data_skip)
 
     test "every skip-list entry names an existing case" do

@@ -281,42 +281,11 @@ defmodule TimelessMetrics.PromQL.Conformance.Script do
 
   # ------------------------------------------------------------------ numbers and durations
 
-  @duration_re ~r/^(?:([0-9]+)y)?(?:([0-9]+)w)?(?:([0-9]+)d)?(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?(?:([0-9]+)ms)?$/
-  @duration_units [31_536_000_000, 604_800_000, 86_400_000, 3_600_000, 60_000, 1000, 1]
   @max_int64 9_223_372_036_854_775_807
 
-  @doc """
-  Prometheus's `model.ParseDuration` in milliseconds: `"0"` and zero durations are
-  allowed; units from `y` down to `ms`, each at most once, largest first.
-
-      iex> TimelessMetrics.PromQL.Conformance.Script.model_duration("1h30m")
-      {:ok, 5_400_000}
-      iex> TimelessMetrics.PromQL.Conformance.Script.model_duration("0")
-      {:ok, 0}
-      iex> TimelessMetrics.PromQL.Conformance.Script.model_duration("5 m")
-      {:error, "not a valid duration string: \\"5 m\\""}
-  """
+  @doc "Prometheus's `model.ParseDuration` in milliseconds (see `TimelessMetrics.HTTP.Params.model_duration/1`)."
   @spec model_duration(String.t()) :: {:ok, non_neg_integer()} | {:error, String.t()}
-  def model_duration(""), do: {:error, "empty duration string"}
-  def model_duration("0"), do: {:ok, 0}
-
-  def model_duration(text) do
-    case Regex.run(@duration_re, text) do
-      nil ->
-        {:error, "not a valid duration string: #{inspect(text)}"}
-
-      [_ | groups] ->
-        ms =
-          groups
-          |> Enum.zip(@duration_units)
-          |> Enum.reduce(0, fn
-            {"", _}, acc -> acc
-            {n, unit}, acc -> acc + String.to_integer(n) * unit
-          end)
-
-        if ms * 1_000_000 > @max_int64, do: {:error, "duration out of range"}, else: {:ok, ms}
-    end
-  end
+  defdelegate model_duration(text), to: TimelessMetrics.HTTP.Params
 
   @doc """
   An expectation line read as a number, as test.go's `parseNumber` does
