@@ -127,8 +127,8 @@ defmodule TimelessMetrics.HTTP.JSON do
   A string as Go's `encoding/json` writes it (what Prometheus's API sends): `<`,
   `>`, `&`, U+2028 and U+2029 escaped as `\\uXXXX`, invalid UTF-8 as U+FFFD.
 
-      iex> TimelessMetrics.HTTP.JSON.go_string("a<b>\n") |> IO.iodata_to_binary()
-      ~S("a\u003cb\u003e\n")
+      iex> TimelessMetrics.HTTP.JSON.go_string("a<b>\\n") |> IO.iodata_to_binary()
+      ~S("a\\u003cb\\u003e\\n")
   """
   @spec go_string(binary()) :: iodata()
   def go_string(s), do: [?", go_escape(s, []), ?"]
