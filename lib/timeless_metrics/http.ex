@@ -34,6 +34,10 @@ defmodule TimelessMetrics.HTTP do
   | `:tokens` | `[]` | bearer tokens allowed everywhere (see `TimelessMetrics.HTTP.Auth`) |
   | `:read_only_tokens` | `[]` | bearer tokens allowed on read endpoints only |
   | `:name` | `:"<store>.http"` | the server's name; several servers may serve one store |
+  | `:promql_engine` | `TimelessMetrics.PromQL` | module answering PromQL (`instant/4`, `range/6`) |
+  | `:query_timeout` | `120_000` | ms a PromQL query may run (Prometheus's `--query.timeout`); the `timeout` parameter can only lower it |
+  | `:lookback_delta` | `300_000` | ms of PromQL lookback (`--query.lookback-delta`); the `lookback_delta` parameter overrides it |
+  | `:query_max_samples` | `nil` (engine default) | passed to the engine as `max_samples` (`--query.max-samples`) |
 
   Routes are listed in `TimelessMetrics.HTTP.Router`.
   """
@@ -50,6 +54,10 @@ defmodule TimelessMetrics.HTTP do
           read_timeout: pos_integer(),
           tokens: [String.t()],
           read_only_tokens: [String.t()],
+          promql_engine: module(),
+          query_timeout: pos_integer(),
+          lookback_delta: pos_integer(),
+          query_max_samples: pos_integer() | nil,
           stats: atom()
         }
 
@@ -59,7 +67,11 @@ defmodule TimelessMetrics.HTTP do
     max_body_bytes: 32 * 1024 * 1024,
     read_timeout: 60_000,
     tokens: [],
-    read_only_tokens: []
+    read_only_tokens: [],
+    promql_engine: TimelessMetrics.PromQL,
+    query_timeout: 120_000,
+    lookback_delta: 300_000,
+    query_max_samples: nil
   }
 
   @doc false
@@ -110,6 +122,10 @@ defmodule TimelessMetrics.HTTP do
          :ok <- check(:ip, ip?(config.ip), "expected an IPv4 or IPv6 address tuple such as {0, 0, 0, 0}, got #{inspect(config.ip)}"),
          :ok <- positive(config, :max_body_bytes),
          :ok <- positive(config, :read_timeout),
+         :ok <- positive(config, :query_timeout),
+         :ok <- positive(config, :lookback_delta),
+         :ok <- check(:promql_engine, is_atom(config.promql_engine) and config.promql_engine not in [nil, true, false], "expected a module, got #{inspect(config.promql_engine)}"),
+         :ok <- check(:query_max_samples, config.query_max_samples == nil or (is_integer(config.query_max_samples) and config.query_max_samples > 0), "expected a positive integer or nil, got #{inspect(config.query_max_samples)}"),
          :ok <- tokens(config, :tokens),
          :ok <- tokens(config, :read_only_tokens) do
       {:ok, config |> Map.merge(%{store: store, name: name, stats: :"#{name}.stats"})}

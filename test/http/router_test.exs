@@ -186,9 +186,9 @@ defmodule TimelessMetrics.HTTP.RouterTest do
       assert s["values"] == [[t0(), "NaN"], [t0() + 1, "+Inf"]]
     end
 
-    test "PromQL is not available yet; bad parameters are 400", %{config: c} do
-      assert {400, %{"errorType" => "bad_data", "error" => "PromQL is not available yet" <> _}} =
-               route_json(c, "GET", "/api/v1/query?query=up")
+    test "query= goes to the PromQL engine; bad native parameters are 400", %{config: c} do
+      assert {503, %{"errorType" => "unavailable", "error" => "PromQL engine NoSuchEngine is not available in this build"}} =
+               route_json(%{c | promql_engine: NoSuchEngine}, "GET", "/api/v1/query?query=up")
 
       assert {400, %{"error" => "missing parameter" <> _}} = route_json(c, "GET", "/api/v1/query_range")
       assert {400, %{"error" => "invalid parameter \"aggregate\"" <> _}} = route_json(c, "GET", "/api/v1/query_range?metric=up&aggregate=median")

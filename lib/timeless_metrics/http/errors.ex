@@ -15,7 +15,8 @@ defmodule TimelessMetrics.HTTP.Errors do
   | `:method_not_allowed` | 405 | `bad_data` |
   | `:timeout` | 408 | `timeout` |
   | `:too_large` | 413 | `bad_data` |
-  | `:limit_exceeded` | 422 | `execution` |
+  | `:limit_exceeded`, `:execution` | 422 | `execution` |
+  | `:query_timeout` (a PromQL query ran out of time) | 503 | `timeout` |
   | `:overloaded` | 429 (+ `Retry-After`) | `too_many_requests` |
   | `:unavailable` | 503 | `unavailable` |
   | anything else | 500 | `internal` |
@@ -42,6 +43,8 @@ defmodule TimelessMetrics.HTTP.Errors do
   def status(:timeout), do: 408
   def status(:too_large), do: 413
   def status(:limit_exceeded), do: 422
+  def status(:execution), do: 422
+  def status(:query_timeout), do: 503
   def status(:overloaded), do: 429
   def status(:unavailable), do: 503
   def status(_other), do: 500
@@ -52,8 +55,8 @@ defmodule TimelessMetrics.HTTP.Errors do
     do: "bad_data"
 
   def error_type(:not_found), do: "not_found"
-  def error_type(:timeout), do: "timeout"
-  def error_type(:limit_exceeded), do: "execution"
+  def error_type(kind) when kind in [:timeout, :query_timeout], do: "timeout"
+  def error_type(kind) when kind in [:limit_exceeded, :execution], do: "execution"
   def error_type(:overloaded), do: "too_many_requests"
   def error_type(:unavailable), do: "unavailable"
   def error_type(_other), do: "internal"

@@ -141,6 +141,175 @@ defmodule TimelessMetrics.HTTP.Params do
     end
   end
 
+
+  # ------------------------------------------------------------------ Prometheus API parsing (PromQL endpoints)
+
+  @doc """
+  Prometheus's API `parseTime`: unix seconds as a Go float (`1700000000`,
+  `1700000000.5`, `1.7e9`; the fraction rounded to the millisecond) or RFC 3339
+  with optional fractional seconds (truncated to the millisecond) and `Z` or a
+  `±hh:mm` offset. Returns milliseconds, or the error text Prometheus gives.
+
+      iex> TimelessMetrics.HTTP.Params.prom_time("1700000000.1234")
+      {:ok, 1_700_000_000_123}
+      iex> TimelessMetrics.HTTP.Params.prom_time("2023-11-14T22:13:20.5+01:00")
+      {:ok, 1_699_996_400_500}
+      iex> TimelessMetrics.HTTP.Params.prom_time("x")
+      {:error, ~s(cannot parse "x" to a valid timestamp)}
+  """
+  @spec prom_time(String.t()) :: {:ok, integer()} | {:error, String.t()}
+  def prom_time(text) do
+    case go_float(text) do
+      {:ok, secs} when is_float(secs) and abs(secs) < 9.2e15 ->
+        whole = trunc(secs)
+        {:ok, whole * 1000 + round((secs - whole) * 1000)}
+
+      _ ->
+        rfc3339(text)
+    end
+  end
+
+  @rfc3339 ~r/^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(?:Z|([+-])(\d{2}):(\d{2}))$/
+
+  defp rfc3339(text) do
+    with [_ | parts] <- Regex.run(@rfc3339, text),
+         [y, mo, d, h, mi, sec, frac | zone] = pad(parts, 10),
+         {:ok, naive} <- NaiveDateTime.new(int(y), int(mo), int(d), int(h), int(mi), int(sec)),
+         {:ok, offset_ms} <- zone_offset(zone) do
+      ms = frac |> String.pad_trailing(3, "0") |> binary_part(0, 3) |> int()
+      {:ok, (naive |> DateTime.from_naive!("Etc/UTC") |> DateTime.to_unix(:millisecond)) + ms - offset_ms}
+    else
+      _ -> {:error, "cannot parse #{inspect(text)} to a valid timestamp"}
+    end
+  end
+
+  defp pad(parts, n), do: parts ++ List.duplicate("", n - length(parts))
+  defp int(""), do: 0
+  defp int(s), do: String.to_integer(s)
+
+  defp zone_offset(["", "", ""]), do: {:ok, 0}
+
+  defp zone_offset([sign, h, m]) do
+    {h, m} = {int(h), int(m)}
+    ms = (h * 60 + m) * 60_000
+    if h < 24 and m < 60, do: {:ok, if(sign == "-", do: -ms, else: ms)}, else: :error
+  end
+
+  @doc """
+  Prometheus's API `parseDuration` in milliseconds: seconds as a Go float
+  (`15`, `0.5`, `1e3`) or a Prometheus duration (`1m30s`). Zero and negative values
+  parse; the caller decides whether they are allowed.
+
+      iex> TimelessMetrics.HTTP.Params.prom_duration("1.5")
+      {:ok, 1500}
+      iex> TimelessMetrics.HTTP.Params.prom_duration("5m")
+      {:ok, 300_000}
+      iex> TimelessMetrics.HTTP.Params.prom_duration("5 minutes")
+      {:error, ~s(cannot parse "5 minutes" to a valid duration)}
+  """
+  @spec prom_duration(String.t()) :: {:ok, integer()} | {:error, String.t()}
+  def prom_duration(text) do
+    case go_float(text) do
+      {:ok, secs} when is_float(secs) ->
+        ns = secs * 1.0e9
+
+        if ns > 9.223372036854775807e18 or ns < -9.223372036854775808e18,
+          do: {:error, "cannot parse #{inspect(text)} to a valid duration. It overflows int64"},
+          else: {:ok, div(trunc(ns), 1_000_000)}
+
+      {:ok, _special} ->
+        {:error, "cannot parse #{inspect(text)} to a valid duration. It overflows int64"}
+
+      :error ->
+        case model_duration(text) do
+          {:ok, ms} -> {:ok, ms}
+          {:error, _} -> {:error, "cannot parse #{inspect(text)} to a valid duration"}
+        end
+    end
+  end
+
+  @go_float ~r/^[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$/
+
+  # strconv.ParseFloat(s, 64) for decimal input: a float, :inf/:neg_inf/:nan, or
+  # :error (out of range counts as an error, as Go returns ErrRange).
+  defp go_float(text) do
+    lower = String.downcase(text)
+
+    cond do
+      lower in ["inf", "+inf", "infinity", "+infinity"] -> {:ok, :inf}
+      lower in ["-inf", "-infinity"] -> {:ok, :neg_inf}
+      lower in ["nan", "+nan", "-nan"] -> {:ok, :nan}
+      Regex.match?(@go_float, text) -> decimal_float(text)
+      true -> :error
+    end
+  end
+
+  defp decimal_float(text) do
+    {sign, body} =
+      case text do
+        "-" <> b -> {"-", b}
+        "+" <> b -> {"", b}
+        b -> {"", b}
+      end
+
+    [mantissa | exp] = String.split(String.downcase(body), "e")
+    [int | frac] = String.split(mantissa, ".")
+    int = if int == "", do: "0", else: int
+    frac = case frac do
+      [f] when f != "" -> f
+      _ -> "0"
+    end
+
+    exp = case exp do
+      [e] -> e
+      [] -> "0"
+    end
+
+    {:ok, :erlang.binary_to_float("#{sign}#{int}.#{frac}e#{exp}")}
+  rescue
+    ArgumentError ->
+      # binary_to_float fails on overflow (Go: ±Inf with ErrRange) and on underflow
+      # to zero (Go: 0, no error)
+      if Regex.match?(~r/e-/i, text), do: {:ok, 0.0}, else: :error
+  end
+
+  @duration_re ~r/^(?:([0-9]+)y)?(?:([0-9]+)w)?(?:([0-9]+)d)?(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?(?:([0-9]+)ms)?$/
+  @duration_units [31_536_000_000, 604_800_000, 86_400_000, 3_600_000, 60_000, 1000, 1]
+  @max_int64 9_223_372_036_854_775_807
+
+  @doc """
+  Prometheus's `model.ParseDuration` in milliseconds: `"0"` and zero durations are
+  allowed; units from `y` down to `ms`, each at most once, largest first.
+
+      iex> TimelessMetrics.HTTP.Params.model_duration("1h30m")
+      {:ok, 5_400_000}
+      iex> TimelessMetrics.HTTP.Params.model_duration("0")
+      {:ok, 0}
+      iex> TimelessMetrics.HTTP.Params.model_duration("5 m")
+      {:error, "not a valid duration string: \\"5 m\\""}
+  """
+  @spec model_duration(String.t()) :: {:ok, non_neg_integer()} | {:error, String.t()}
+  def model_duration(""), do: {:error, "empty duration string"}
+  def model_duration("0"), do: {:ok, 0}
+
+  def model_duration(text) do
+    case Regex.run(@duration_re, text) do
+      nil ->
+        {:error, "not a valid duration string: #{inspect(text)}"}
+
+      [_ | groups] ->
+        ms =
+          groups
+          |> Enum.zip(@duration_units)
+          |> Enum.reduce(0, fn
+            {"", _}, acc -> acc
+            {n, unit}, acc -> acc + String.to_integer(n) * unit
+          end)
+
+        if ms * 1_000_000 > @max_int64, do: {:error, "duration out of range"}, else: {:ok, ms}
+    end
+  end
+
   @doc "A `{:bad_input, ...}` error naming the parameter."
   @spec bad(String.t(), String.t()) :: error()
   def bad(name, message), do: {:error, {:bad_input, "invalid parameter #{inspect(name)}: #{message}"}}

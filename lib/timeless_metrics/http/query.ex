@@ -2,8 +2,8 @@ defmodule TimelessMetrics.HTTP.Query do
   @moduledoc """
   `/api/v1/query` and `/api/v1/query_range`, answering Prometheus-shaped JSON.
 
-  With a `query=` parameter the request is PromQL and goes to `promql/2` (the one
-  place where a PromQL engine plugs in). Otherwise it is the **native** form:
+  With a `query=` parameter the request is PromQL and goes to `promql/2`, which
+  hands it to `TimelessMetrics.HTTP.PromQL`. Otherwise it is the **native** form:
 
   - series: `metric=<name>` plus `label.<name>=<value>` filters, and/or any number of
     `match[]=<selector>`; the results are united;
@@ -45,14 +45,12 @@ defmodule TimelessMetrics.HTTP.Query do
   end
 
   @doc """
-  The PromQL hook: every request with a `query=` parameter comes here
-  (`request.route` tells instant from range). No PromQL engine is plugged in yet,
-  so this answers 400 `bad_data`.
+  The PromQL hook: every request with a `query=` parameter comes here and goes to
+  `TimelessMetrics.HTTP.PromQL` (`request.route` tells instant from range).
   """
   @spec promql(Request.t(), map()) :: {pos_integer(), list(), iodata()}
-  def promql(_request, _config) do
-    Errors.response(:bad_input, "PromQL is not available yet; use metric=, label.<name>= or match[] with from, to, step and aggregate")
-  end
+  def promql(%{route: "/api/v1/query_range"} = request, config), do: TimelessMetrics.HTTP.PromQL.range(request, config)
+  def promql(request, config), do: TimelessMetrics.HTTP.PromQL.instant(request, config)
 
   defp promql?(request), do: Request.param(request, "query") not in [nil, ""]
 
