@@ -55,8 +55,8 @@ defmodule TimelessMetrics.PromQL.EvalTest do
 
   test "range queries give sorted matrices; scalars become a series without labels", %{store: s} do
     assert {:ok, %{type: :matrix, result: result}} = PromQL.range(s, "http_requests", 0, 2 * @m, @m)
-    assert Enum.map(result, & &1.metric["instance"]) == ["0", "1", "0"]
-    assert Enum.map(result, & &1.metric["job"]) == ["api", "api", "db"]
+    assert Enum.map(result, & &1.metric["instance"]) == ["0", "0", "1"]
+    assert Enum.map(result, & &1.metric["job"]) == ["api", "db", "api"]
     assert hd(result).values == [{0, 0.0}, {@m, 10.0}, {2 * @m, 20.0}]
 
     assert {:ok, %{type: :matrix, result: [%{metric: %{}, values: [{0, 0.0}, {1000, 1.0}]}]}} =
@@ -78,7 +78,7 @@ defmodule TimelessMetrics.PromQL.EvalTest do
   end
 
   test "parse errors are bad_data with Prometheus's position format", %{store: s} do
-    assert {:error, {:bad_data, "1:14: parse error: unclosed left parenthesis"}} = PromQL.instant(s, "sum(rate(x[5m]", 0)
+    assert {:error, {:bad_data, "1:15: parse error: unclosed left parenthesis"}} = PromQL.instant(s, "sum(rate(x[5m]", 0)
     assert {:error, {:bad_data, msg}} = PromQL.range(s, "foo{", 0, 10, 1)
     assert msg =~ "parse error"
   end
