@@ -118,6 +118,23 @@ defmodule TimelessMetrics.PromQL.EvalTest do
              PromQL.range(s, "sum(rate(http_requests[5m]))", 0, 10_000 * 1000, 1000, timeout_ms: 0)
   end
 
+  test "instant results keep sort_desc and topk order", %{store: s} do
+    assert {:ok, %{result: result}} = PromQL.instant(s, "sort_desc(http_requests)", 5 * @m)
+    assert Enum.map(result, fn %{value: {_, v}} -> v end) == [150.0, 100.0, 50.0]
+
+    assert {:ok, %{result: result}} = PromQL.instant(s, "topk(2, http_requests)", 5 * @m)
+    assert Enum.map(result, fn %{value: {_, v}} -> v end) == [150.0, 100.0]
+  end
+
+  test "subqueries, offset and lookback through the public API", %{store: s} do
+    assert {:ok, %{result: [%{value: {_, 150.0}}]}} =
+             PromQL.instant(s, ~s|max_over_time(http_requests{job="db"}[5m:1m])|, 5 * @m)
+
+    assert {:ok, %{result: [%{value: {_, 120.0}}]}} = PromQL.instant(s, ~s|http_requests{job="db"} offset 1m|, 5 * @m)
+    assert {:ok, %{result: []}} = PromQL.instant(s, ~s|http_requests{job="db"}|, 16 * @m)
+    assert {:ok, %{result: [_]}} = PromQL.instant(s, ~s|http_requests{job="db"}|, 16 * @m, lookback_delta_ms: 10 * @m)
+  end
+
   test "an unknown store is unavailable" do
     assert {:error, {:unavailable, _}} = PromQL.instant(:no_such_store_promql, "1", 0)
   end

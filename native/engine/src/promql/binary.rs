@@ -169,10 +169,17 @@ fn vector_vector(op: BinOp, l: Vec<Series>, r: Vec<Series>, m: &Matching, return
     let swapped = m.card == Card::OneToMany;
     let (many, one) = if swapped { (r, l) } else { (l, r) };
     let mut one_groups: HashMap<Labels, Vec<usize>> = HashMap::new();
+    let mut order: Vec<Labels> = Vec::new();
     for (i, s) in one.iter().enumerate() {
-        one_groups.entry(signature(&s.labels, m)).or_default().push(i);
+        let sig = signature(&s.labels, m);
+        let members = one_groups.entry(sig.clone()).or_default();
+        if members.is_empty() {
+            order.push(sig);
+        }
+        members.push(i);
     }
-    for (sig, members) in &one_groups {
+    for sig in &order {
+        let members = &one_groups[sig];
         if members.len() < 2 {
             continue;
         }

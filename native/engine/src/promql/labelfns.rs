@@ -51,7 +51,9 @@ pub fn label_join(mut series: Vec<Series>, dst: &str, sep: &str, srcs: &[String]
 }
 
 /// Natural-order sort by the given labels (instant queries only; order is meaningless in a matrix).
+/// Ties keep the order of the full label sets (descending for `desc`), as Prometheus does.
 pub fn sort_by_label(series: &mut [Series], names: &[String], desc: bool) {
+    series.sort_by(|a, b| if desc { b.labels.cmp(&a.labels) } else { a.labels.cmp(&b.labels) });
     series.sort_by(|a, b| {
         for n in names {
             let ord = natural_cmp(get(&a.labels, n), get(&b.labels, n));

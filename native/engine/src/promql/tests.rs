@@ -153,12 +153,15 @@ fn promql_rate_extrapolation_and_counter_resets() {
 #[test]
 fn promql_counter_zero_point_limits_extrapolation() {
     let s = store();
-    load(&s, "z", &[], M, &[None, None, None, Some(1.0), Some(2.0), Some(3.0)]);
-    // Window [−5m, 5m] of 10m; samples 1,2,3 at 3m..5m; zero point 1m before 3m.
+    load(&s, "z", &[], M, &[None, None, None, Some(0.5), Some(10.5), Some(20.5)]);
     let e = Expr::call("increase", vec![Expr::matrix(vec![name("z")], 10 * M)]);
     let got = vec_at(&s, &e, 5 * M);
-    // sampled 120s, to_start = min(avg/2 = 60s, to_zero = 120*(1/2) = 60s), to_end 0 -> factor 180/120.
-    assert!(close(got[0].1, 2.0 * 180.0 / 120.0), "{got:?}");
+    // sampled 120s; to_start would be avg/2 = 30s, but the zero point is 120 * 0.5/20 = 3s before 3m.
+    assert!(close(got[0].1, 20.0 * 123.0 / 120.0), "{got:?}");
+    // Without a zero point close by, half an interval is used.
+    load(&s, "y", &[], M, &[None, None, None, Some(1.0), Some(2.0), Some(3.0)]);
+    let e = Expr::call("increase", vec![Expr::matrix(vec![name("y")], 10 * M)]);
+    assert!(close(vec_at(&s, &e, 5 * M)[0].1, 2.0 * 150.0 / 120.0));
 }
 
 #[test]
@@ -307,7 +310,7 @@ fn promql_comparisons_filter_or_return_bool() {
     assert_eq!(super::value::get(&got[0].0, "__name__"), "http_requests", "filters keep the name");
     let e = Expr::Binary { op: BinOp::Gt, lhs: Box::new(sel("http_requests")), rhs: Box::new(Expr::Number(100.0)), return_bool: true, matching: None };
     let got = vec_at(&s, &e, 5 * M);
-    assert_eq!(got.iter().map(|g| g.1).collect::<Vec<_>>(), vec![0.0, 0.0, 1.0, 1.0]);
+    assert_eq!(got.iter().map(|g| g.1).collect::<Vec<_>>(), vec![0.0, 1.0, 0.0, 1.0]);
     // scalar < vector keeps the vector's value.
     let e = bin(BinOp::Lt, Expr::Number(100.0), sel("http_requests"));
     assert_eq!(vec_at(&s, &e, 5 * M).iter().map(|g| g.1).collect::<Vec<_>>(), vec![150.0, 200.0]);
