@@ -46,6 +46,9 @@ defmodule TimelessMetrics.Native do
   def label_names(_store, _matchers, _from, _to), do: nif()
   def label_values(_store, _name, _matchers, _from, _to), do: nif()
 
+  # -- PromQL ------------------------------------------------------------------
+  def promql_eval(_store, _ast, _start_ms, _end_ms, _step_ms, _opts), do: nif()
+
   # -- admin -----------------------------------------------------------------
   def store_open(_config), do: nif()
   def store_close(_store), do: nif()

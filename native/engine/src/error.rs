@@ -17,6 +17,8 @@ pub enum ErrorKind {
     LimitExceeded,
     /// The engine is temporarily saturated; retry later. (HTTP 429)
     Overloaded,
+    /// A query ran past its deadline. (HTTP 503, Prometheus `timeout`)
+    Timeout,
     /// The store is closed or shutting down. (HTTP 503)
     Unavailable,
     /// Another store holds the data directory lock.
@@ -39,6 +41,7 @@ impl ErrorKind {
             ErrorKind::TooLarge => "too_large",
             ErrorKind::LimitExceeded => "limit_exceeded",
             ErrorKind::Overloaded => "overloaded",
+            ErrorKind::Timeout => "timeout",
             ErrorKind::Unavailable => "unavailable",
             ErrorKind::Locked => "locked",
             ErrorKind::NotFound => "not_found",

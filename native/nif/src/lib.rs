@@ -9,6 +9,7 @@
 //! | [`write`]   | write path: `resolve`, `write_batch`, `write_resolved` |
 //! | [`read`]    | read path: `read_series`, `read_many`, `aggregate`, `latest`, listings |
 //! | [`ingest`]  | ingest path: `decompress`, `ingest` (parse + resolve + write a body) |
+//! | [`promql`]  | `promql_eval`: planned PromQL AST in, evaluated value out |
 //! | [`admin`]   | lifecycle and admin: open/close/flush/merge/maintain/info/delete, admin SQLite |
 //!
 //! Every NIF that can take longer than about a millisecond is on a dirty scheduler.
@@ -17,6 +18,7 @@
 mod admin;
 mod convert;
 mod ingest;
+mod promql;
 mod read;
 mod write;
 

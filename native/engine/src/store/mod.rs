@@ -53,6 +53,7 @@ mod read;
 mod recovery;
 mod view;
 
+pub(crate) use read::pool;
 use raw_cache::RawCache;
 use recovery::{load_chunk_files, lock_dir, replay_samples, replay_series_log, SERIES_CREATE, SERIES_DELETE};
 use view::View;

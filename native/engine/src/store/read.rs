@@ -13,7 +13,7 @@ use crate::{SeriesId, Timestamp};
 use super::view::{ChunkRef, Frozen};
 use super::{read, Store};
 
-pub(super) fn pool() -> &'static rayon::ThreadPool {
+pub(crate) fn pool() -> &'static rayon::ThreadPool {
     static POOL: OnceLock<rayon::ThreadPool> = OnceLock::new();
     POOL.get_or_init(|| {
         let n = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);

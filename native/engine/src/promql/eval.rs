@@ -1,0 +1,245 @@
+//! Dispatch over the expression tree, subqueries, label-set collisions and limits.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use super::expr::{Expr, Selector};
+use super::value::{drop_name, Grid, Points, RangeArg, Series, Value};
+use super::{aggregate, binary, exec_err, functions, rangefns, selector};
+use super::{EvalOptions, QueryValue, SAME_LABELSET, TIMED_OUT, TOO_MANY_SAMPLES};
+use crate::error::{Error, ErrorKind, Result};
+use crate::store::Store;
+
+/// One evaluation: the store, the options, and the running sample count.
+pub struct Evaluator<'a> {
+    pub store: &'a Store,
+    pub opts: &'a EvalOptions,
+    samples: AtomicUsize,
+}
+
+impl<'a> Evaluator<'a> {
+    pub fn new(store: &'a Store, opts: &'a EvalOptions) -> Self {
+        Evaluator { store, opts, samples: AtomicUsize::new(0) }
+    }
+
+    /// Evaluates the whole query and shapes the top-level value.
+    pub fn run(&self, expr: &Expr, g: Grid) -> Result<QueryValue> {
+        Ok(match self.eval(expr, &g)? {
+            Value::Scalar(v) => QueryValue::Scalar(v),
+            Value::String(s) => QueryValue::String(s),
+            Value::Vector(mut series) => {
+                series.retain(Series::any);
+                if self.opts.range_query {
+                    series.sort_by(|a, b| a.labels.cmp(&b.labels));
+                }
+                QueryValue::Vector(series)
+            }
+            Value::Range(arg) => {
+                if g.len != 1 {
+                    return Err(Error::bad_input(
+                        "invalid expression type \"range vector\" for range query, must be Scalar or instant Vector",
+                    ));
+                }
+                let (lo, hi) = (arg.ends[0] - arg.range, arg.ends[0]);
+                let mut out: Vec<Points> = arg
+                    .series
+                    .into_iter()
+                    .filter_map(|p| {
+                        let (a, b) = p.window(lo, hi);
+                        (a < b).then(|| Points { labels: p.labels, ts: p.ts[a..b].to_vec(), vals: p.vals[a..b].to_vec() })
+                    })
+                    .collect();
+                if self.opts.range_query {
+                    out.sort_by(|a, b| a.labels.cmp(&b.labels));
+                }
+                QueryValue::Matrix(out)
+            }
+        })
+    }
+
+    /// Fails once the deadline has passed.
+    pub fn check_deadline(&self) -> Result<()> {
+        match self.opts.deadline {
+            Some(d) if Instant::now() > d => Err(Error::new(ErrorKind::Timeout, TIMED_OUT)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Counts `n` more samples held by the query against `max_samples`.
+    pub fn account(&self, n: usize) -> Result<()> {
+        let total = self.samples.fetch_add(n, Ordering::Relaxed) + n;
+        if total > self.opts.max_samples {
+            return Err(exec_err(TOO_MANY_SAMPLES));
+        }
+        Ok(())
+    }
+
+    pub fn eval(&self, expr: &Expr, g: &Grid) -> Result<Value> {
+        self.check_deadline()?;
+        match expr {
+            Expr::Number(v) => Ok(Value::Scalar(vec![*v; g.len])),
+            Expr::String(s) => Ok(Value::String(s.clone())),
+            Expr::Vector(sel) => Ok(Value::Vector(selector::instant(self, sel, g, false)?)),
+            Expr::Matrix { sel, range } => Ok(Value::Range(selector::range(self, sel, *range, g)?)),
+            Expr::Subquery { expr, range, step, offset, at } => {
+                Ok(Value::Range(self.subquery(expr, *range, *step, *offset, *at, g)?))
+            }
+            Expr::Neg(inner) => match self.eval(inner, g)? {
+                Value::Scalar(v) => Ok(Value::Scalar(v.into_iter().map(|x| -x).collect())),
+                Value::Vector(mut series) => {
+                    for s in &mut series {
+                        drop_name(&mut s.labels);
+                        for v in s.vals.iter_mut().flatten() {
+                            *v = -*v;
+                        }
+                    }
+                    Ok(Value::Vector(collide_strict(series)?))
+                }
+                _ => Err(Error::bad_input("unary minus needs a scalar or an instant vector")),
+            },
+            Expr::Call { func, args } => self.call(func, args, g),
+            Expr::Aggregate { op, param, expr, grouping } => {
+                let param = match param {
+                    Some(p) => Some(self.eval(p, g)?),
+                    None => None,
+                };
+                let input = self.vector(expr, g)?;
+                Ok(Value::Vector(aggregate::aggregate(self, *op, param, input, grouping, g)?))
+            }
+            Expr::Binary { op, lhs, rhs, return_bool, matching } => {
+                let l = self.eval(lhs, g)?;
+                let r = self.eval(rhs, g)?;
+                binary::binary(self, *op, l, r, *return_bool, matching.as_ref(), g)
+            }
+        }
+    }
+
+    /// Evaluates an expression that must give an instant vector.
+    pub fn vector(&self, expr: &Expr, g: &Grid) -> Result<Vec<Series>> {
+        match self.eval(expr, g)? {
+            Value::Vector(v) => Ok(v),
+            _ => Err(Error::bad_input("expected an instant vector")),
+        }
+    }
+
+    /// Evaluates an expression that must give a scalar.
+    pub fn scalar(&self, expr: &Expr, g: &Grid) -> Result<Vec<f64>> {
+        match self.eval(expr, g)? {
+            Value::Scalar(v) => Ok(v),
+            _ => Err(Error::bad_input("expected a scalar")),
+        }
+    }
+
+    fn call(&self, func: &str, args: &[Expr], g: &Grid) -> Result<Value> {
+        if let Some(pos) = args.iter().position(|a| matches!(a, Expr::Matrix { .. } | Expr::Subquery { .. })) {
+            let Value::Range(arg) = self.eval(&args[pos], g)? else {
+                return Err(Error::internal("range argument did not evaluate to a range"));
+            };
+            let mut scalars = Vec::new();
+            for (i, a) in args.iter().enumerate() {
+                if i != pos {
+                    scalars.push(self.scalar(a, g)?);
+                }
+            }
+            let evals = eval_times(&args[pos], g);
+            let out = rangefns::call(self, func, &arg, &scalars, &evals)?;
+            return Ok(Value::Vector(out));
+        }
+        if func == "timestamp" {
+            if let Some(Expr::Vector(sel)) = args.first() {
+                let mut series = selector::instant(self, sel, g, true)?;
+                series.iter_mut().for_each(|s| drop_name(&mut s.labels));
+                return Ok(Value::Vector(collide(series)?));
+            }
+        }
+        functions::call(self, func, args, g)
+    }
+
+    fn subquery(&self, expr: &Expr, range: i64, step: i64, offset: i64, at: Option<i64>, g: &Grid) -> Result<RangeArg> {
+        let sel = Selector { matchers: vec![], offset, at };
+        let ends = selector::ends(&sel, g);
+        let absent_labels = vec![];
+        let (Some(&lo), Some(&hi)) = (ends.iter().min(), ends.iter().max()) else {
+            return Ok(RangeArg { series: vec![], range, ends, absent_labels });
+        };
+        let lo = lo - range;
+        let mut first = lo.div_euclid(step) * step;
+        if first < lo {
+            first += step;
+        }
+        let inner = Grid::new(first, hi, step);
+        if inner.len as u64 > self.opts.max_samples as u64 {
+            return Err(exec_err(TOO_MANY_SAMPLES));
+        }
+        let series: Vec<Series> = match self.eval(expr, &inner)? {
+            Value::Vector(v) => v,
+            Value::Scalar(v) => vec![Series { labels: vec![], vals: v.into_iter().map(Some).collect() }],
+            _ => return Err(Error::bad_input("subquery is only allowed on instant vector")),
+        };
+        let mut points = Vec::with_capacity(series.len());
+        let mut total = 0;
+        for s in series {
+            let (ts, vals): (Vec<i64>, Vec<f64>) =
+                s.vals.iter().enumerate().filter_map(|(i, v)| v.map(|v| (inner.t(i), v))).unzip();
+            total += ts.len();
+            if !ts.is_empty() {
+                points.push(Points { labels: s.labels, ts, vals });
+            }
+        }
+        self.account(total)?;
+        Ok(RangeArg { series: points, range, ends, absent_labels })
+    }
+}
+
+/// The time functions see at each step (`predict_linear`'s "now"): the step time.
+fn eval_times(_arg: &Expr, g: &Grid) -> Vec<i64> {
+    (0..g.len).map(|i| g.t(i)).collect()
+}
+
+/// Merges series with the same labels; two of them present at the same step is
+/// Prometheus's "vector cannot contain metrics with the same labelset".
+pub fn collide(series: Vec<Series>) -> Result<Vec<Series>> {
+    let mut index: HashMap<super::value::Labels, usize> = HashMap::with_capacity(series.len());
+    let mut out: Vec<Series> = Vec::with_capacity(series.len());
+    for s in series {
+        if !s.any() {
+            continue;
+        }
+        match index.get(&s.labels) {
+            Some(&i) => {
+                let target = &mut out[i];
+                for (slot, v) in target.vals.iter_mut().zip(s.vals) {
+                    if v.is_some() {
+                        if slot.is_some() {
+                            return Err(exec_err(SAME_LABELSET));
+                        }
+                        *slot = v;
+                    }
+                }
+            }
+            None => {
+                index.insert(s.labels.clone(), out.len());
+                out.push(s);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Like [`collide`], but any two non-empty series with the same labels are an error
+/// (Prometheus checks whole matrices after range functions and unary minus).
+pub fn collide_strict(series: Vec<Series>) -> Result<Vec<Series>> {
+    let mut seen = std::collections::HashSet::with_capacity(series.len());
+    let mut out = Vec::with_capacity(series.len());
+    for s in series {
+        if !s.any() {
+            continue;
+        }
+        if !seen.insert(s.labels.clone()) {
+            return Err(exec_err(SAME_LABELSET));
+        }
+        out.push(s);
+    }
+    Ok(out)
+}

@@ -1,0 +1,271 @@
+//! Functions over range vectors. Each series is handled on its own (in parallel);
+//! for each step the kernel sees the points in that step's window.
+
+use rayon::prelude::*;
+
+use super::eval::{collide_strict, Evaluator};
+use super::quantile::quantile;
+use super::value::{drop_name, RangeArg, Series};
+use super::{exec_err, functions::kahan_inc};
+use crate::error::Result;
+use crate::store::pool;
+
+/// What a kernel knows about the step it computes.
+struct Step {
+    /// Window `[range_start, range_end]`.
+    range_start: i64,
+    range_end: i64,
+    range: i64,
+    /// The step's evaluation time.
+    eval_t: i64,
+    /// The scalar arguments at this step, in argument order.
+    scalars: Vec<f64>,
+}
+
+type Kernel = fn(&[i64], &[f64], &Step) -> Result<Option<f64>>;
+
+fn kernel(func: &str) -> Option<Kernel> {
+    Some(match func {
+        "rate" => |t, v, s| Ok(extrapolated(t, v, s, true, true)),
+        "increase" => |t, v, s| Ok(extrapolated(t, v, s, true, false)),
+        "delta" => |t, v, s| Ok(extrapolated(t, v, s, false, false)),
+        "irate" => |t, v, _| Ok(instant_value(t, v, true)),
+        "idelta" => |t, v, _| Ok(instant_value(t, v, false)),
+        "deriv" => |t, v, _| Ok((t.len() >= 2).then(|| linear_regression(t, v, t[0]).0)),
+        "predict_linear" => |t, v, s| {
+            Ok((t.len() >= 2).then(|| {
+                let (slope, intercept) = linear_regression(t, v, s.eval_t);
+                slope * s.scalars[0] + intercept
+            }))
+        },
+        "resets" => |_, v, _| Ok(Some(v.windows(2).filter(|w| w[1] < w[0]).count() as f64)),
+        "changes" => |_, v, _| {
+            Ok(Some(v.windows(2).filter(|w| w[1] != w[0] && !(w[0].is_nan() && w[1].is_nan())).count() as f64))
+        },
+        "holt_winters" => |_, v, s| holt_winters(v, s.scalars[0], s.scalars[1]),
+        "avg_over_time" => |_, v, _| Ok(Some(avg(v))),
+        "sum_over_time" => |_, v, _| {
+            let (mut sum, mut c) = (0.0, 0.0);
+            for &x in v {
+                (sum, c) = kahan_inc(x, sum, c);
+            }
+            Ok(Some(if sum.is_infinite() { sum } else { sum + c }))
+        },
+        "count_over_time" => |_, v, _| Ok(Some(v.len() as f64)),
+        "min_over_time" => |_, v, _| {
+            Ok(Some(v.iter().fold(v[0], |m, &x| if x < m || m.is_nan() { x } else { m })))
+        },
+        "max_over_time" => |_, v, _| {
+            Ok(Some(v.iter().fold(v[0], |m, &x| if x > m || m.is_nan() { x } else { m })))
+        },
+        "last_over_time" => |_, v, _| Ok(v.last().copied()),
+        "present_over_time" => |_, _, _| Ok(Some(1.0)),
+        "stddev_over_time" => |_, v, _| Ok(Some(stdvar(v).sqrt())),
+        "stdvar_over_time" => |_, v, _| Ok(Some(stdvar(v))),
+        "quantile_over_time" => |_, v, s| Ok(Some(quantile(s.scalars[0], v.to_vec()))),
+        "mad_over_time" => |_, v, _| {
+            let median = quantile(0.5, v.to_vec());
+            Ok(Some(quantile(0.5, v.iter().map(|x| (x - median).abs()).collect())))
+        },
+        _ => return None,
+    })
+}
+
+/// Evaluates `func` over a range argument; `scalars` are the other arguments per step.
+pub fn call(ev: &Evaluator, func: &str, arg: &RangeArg, scalars: &[Vec<f64>], evals: &[i64]) -> Result<Vec<Series>> {
+    if func == "absent_over_time" {
+        return Ok(absent_over_time(arg));
+    }
+    let Some(k) = kernel(func) else {
+        return Err(exec_err(format!("function {func} is not supported yet")));
+    };
+    let keep_name = func == "last_over_time";
+    let out: Result<Vec<Series>> = pool().install(|| {
+        arg.series
+            .par_iter()
+            .map(|p| {
+                ev.check_deadline()?;
+                let mut vals = Vec::with_capacity(arg.ends.len());
+                for (i, &end) in arg.ends.iter().enumerate() {
+                    let (a, b) = p.window(end - arg.range, end);
+                    if a == b {
+                        vals.push(None);
+                        continue;
+                    }
+                    let step = Step {
+                        range_start: end - arg.range,
+                        range_end: end,
+                        range: arg.range,
+                        eval_t: evals[i],
+                        scalars: scalars.iter().map(|s| s[i]).collect(),
+                    };
+                    vals.push(k(&p.ts[a..b], &p.vals[a..b], &step)?);
+                }
+                let mut labels = p.labels.clone();
+                if !keep_name {
+                    drop_name(&mut labels);
+                }
+                Ok(Series { labels, vals })
+            })
+            .collect()
+    });
+    collide_strict(out?)
+}
+
+fn absent_over_time(arg: &RangeArg) -> Vec<Series> {
+    let vals: Vec<Option<f64>> = arg
+        .ends
+        .iter()
+        .map(|&end| {
+            let any = arg.series.iter().any(|p| {
+                let (a, b) = p.window(end - arg.range, end);
+                a < b
+            });
+            (!any).then_some(1.0)
+        })
+        .collect();
+    vec![Series { labels: arg.absent_labels.clone(), vals }]
+}
+
+/// Prometheus 2.53 `extrapolatedRate`.
+fn extrapolated(ts: &[i64], vals: &[f64], s: &Step, counter: bool, rate: bool) -> Option<f64> {
+    let n = ts.len();
+    if n < 2 {
+        return None;
+    }
+    let mut result = vals[n - 1] - vals[0];
+    if counter {
+        for w in vals.windows(2) {
+            if w[1] < w[0] {
+                result += w[0];
+            }
+        }
+    }
+    let (first_t, last_t) = (ts[0], ts[n - 1]);
+    let mut to_start = (first_t - s.range_start) as f64 / 1000.0;
+    let mut to_end = (s.range_end - last_t) as f64 / 1000.0;
+    let sampled = (last_t - first_t) as f64 / 1000.0;
+    let avg_gap = sampled / (n - 1) as f64;
+    let threshold = avg_gap * 1.1;
+    if to_start >= threshold {
+        to_start = avg_gap / 2.0;
+    }
+    if counter && result > 0.0 && vals[0] >= 0.0 {
+        let to_zero = sampled * (vals[0] / result);
+        if to_zero < to_start {
+            to_start = to_zero;
+        }
+    }
+    if to_end >= threshold {
+        to_end = avg_gap / 2.0;
+    }
+    let mut factor = (sampled + to_start + to_end) / sampled;
+    if rate {
+        factor /= s.range as f64 / 1000.0;
+    }
+    Some(result * factor)
+}
+
+/// `irate` / `idelta`: the last two samples.
+fn instant_value(ts: &[i64], vals: &[f64], rate: bool) -> Option<f64> {
+    let n = ts.len();
+    if n < 2 {
+        return None;
+    }
+    let (last, prev) = (vals[n - 1], vals[n - 2]);
+    let mut result = if rate && last < prev { last } else { last - prev };
+    let interval = ts[n - 1] - ts[n - 2];
+    if interval == 0 {
+        return None;
+    }
+    if rate {
+        result /= interval as f64 / 1000.0;
+    }
+    Some(result)
+}
+
+/// Least-squares slope and intercept (at `intercept_t`), with compensated sums.
+fn linear_regression(ts: &[i64], vals: &[f64], intercept_t: i64) -> (f64, f64) {
+    let (mut n, mut sx, mut cx, mut sy, mut cy, mut sxy, mut cxy, mut sx2, mut cx2) =
+        (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+    let init = vals[0];
+    let mut const_y = true;
+    for (i, (&t, &v)) in ts.iter().zip(vals).enumerate() {
+        if const_y && i > 0 && v != init {
+            const_y = false;
+        }
+        n += 1.0;
+        let x = (t - intercept_t) as f64 / 1e3;
+        (sx, cx) = kahan_inc(x, sx, cx);
+        (sy, cy) = kahan_inc(v, sy, cy);
+        (sxy, cxy) = kahan_inc(x * v, sxy, cxy);
+        (sx2, cx2) = kahan_inc(x * x, sx2, cx2);
+    }
+    if const_y {
+        if init.is_infinite() {
+            return (f64::NAN, f64::NAN);
+        }
+        return (0.0, init);
+    }
+    let (sx, sy, sxy, sx2) = (sx + cx, sy + cy, sxy + cxy, sx2 + cx2);
+    let cov = sxy - sx * sy / n;
+    let var = sx2 - sx * sx / n;
+    let slope = cov / var;
+    (slope, sy / n - slope * sx / n)
+}
+
+fn holt_winters(vals: &[f64], sf: f64, tf: f64) -> Result<Option<f64>> {
+    if sf <= 0.0 || sf >= 1.0 {
+        return Err(exec_err(format!("invalid smoothing factor. Expected: 0 < sf < 1, got: {sf:.6}")));
+    }
+    if tf <= 0.0 || tf >= 1.0 {
+        return Err(exec_err(format!("invalid trend factor. Expected: 0 < tf < 1, got: {tf:.6}")));
+    }
+    if vals.len() < 2 {
+        return Ok(None);
+    }
+    let (mut s0, mut s1) = (0.0, vals[0]);
+    let mut b = vals[1] - vals[0];
+    for (i, &v) in vals.iter().enumerate().skip(1) {
+        let x = sf * v;
+        if i > 1 {
+            b = tf * (s1 - s0) + (1.0 - tf) * b;
+        }
+        let y = (1.0 - sf) * (s1 + b);
+        s0 = s1;
+        s1 = x + y;
+    }
+    Ok(Some(s1))
+}
+
+fn avg(vals: &[f64]) -> f64 {
+    let (mut mean, mut c, mut count) = (0.0f64, 0.0, 0.0);
+    for &f in vals {
+        count += 1.0;
+        if mean.is_infinite() {
+            if f.is_infinite() && (mean > 0.0) == (f > 0.0) {
+                continue;
+            }
+            if !f.is_infinite() && !f.is_nan() {
+                continue;
+            }
+        }
+        (mean, c) = kahan_inc(f / count - mean / count, mean, c);
+    }
+    if mean.is_infinite() {
+        mean
+    } else {
+        mean + c
+    }
+}
+
+fn stdvar(vals: &[f64]) -> f64 {
+    let (mut count, mut mean, mut cm, mut aux, mut ca) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    for &f in vals {
+        count += 1.0;
+        let delta = f - (mean + cm);
+        (mean, cm) = kahan_inc(delta / count, mean, cm);
+        (aux, ca) = kahan_inc(delta * (f - (mean + cm)), aux, ca);
+    }
+    (aux + ca) / count
+}

@@ -1,0 +1,111 @@
+//! Selectors: each selected series' raw points are read once for the whole grid,
+//! then every step is answered from them.
+//!
+//! * Instant selector at time `e` (step time minus offset, or the `@` time minus
+//!   offset): the newest sample in the closed window `[e - lookback, e]`, unless
+//!   that sample is a staleness marker (then the series is absent at that step).
+//! * Range selector: the samples in the closed window `[e - range, e]` (Prometheus
+//!   2.x; 3.x made it left-open), staleness markers dropped.
+
+use rayon::prelude::*;
+
+use super::eval::Evaluator;
+use super::expr::Selector;
+use super::value::{Grid, Labels, Points, RangeArg, Series};
+use crate::error::Result;
+use crate::series::MatchOp;
+use crate::store::pool;
+use crate::STALE_NAN_BITS;
+
+/// Window end per grid step.
+pub fn ends(sel: &Selector, g: &Grid) -> Vec<i64> {
+    (0..g.len).map(|i| sel.at.unwrap_or_else(|| g.t(i)) - sel.offset).collect()
+}
+
+fn is_stale(v: f64) -> bool {
+    v.to_bits() == STALE_NAN_BITS
+}
+
+/// Every series matching the selector with its points in `[from, to]`.
+fn fetch(ev: &Evaluator, sel: &Selector, from: i64, to: i64) -> Result<Vec<Points>> {
+    let ids = ev.store.select(&sel.matchers, Some((from, to)));
+    let rows = ev.store.read_many(&ids, from, to);
+    let loaded: usize = rows.iter().map(|r| r.1.len()).sum();
+    ev.account(loaded)?;
+    ev.check_deadline()?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(id, ts, vals)| {
+            let labels = ev.store.series_labels(id)?;
+            let labels: Labels = labels.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
+            Some(Points { labels, ts, vals })
+        })
+        .collect())
+}
+
+/// The instant vector of a selector over the grid. With `timestamps`, each value is
+/// the sample's own timestamp in seconds (for `timestamp()`).
+pub fn instant(ev: &Evaluator, sel: &Selector, g: &Grid, timestamps: bool) -> Result<Vec<Series>> {
+    let ends = ends(sel, g);
+    let (Some(&lo), Some(&hi)) = (ends.iter().min(), ends.iter().max()) else { return Ok(vec![]) };
+    let lookback = ev.opts.lookback_ms;
+    let raw = fetch(ev, sel, lo - lookback, hi)?;
+    let out: Vec<Series> = pool().install(|| {
+        raw.into_par_iter()
+            .map(|p| {
+                let vals = ends
+                    .iter()
+                    .map(|&e| {
+                        let n = p.ts.partition_point(|&t| t <= e);
+                        if n == 0 || p.ts[n - 1] < e - lookback || is_stale(p.vals[n - 1]) {
+                            return None;
+                        }
+                        Some(if timestamps { p.ts[n - 1] as f64 / 1000.0 } else { p.vals[n - 1] })
+                    })
+                    .collect();
+                Series { labels: p.labels, vals }
+            })
+            .filter(Series::any)
+            .collect()
+    });
+    Ok(out)
+}
+
+/// The range argument of `sel[range]` over the grid.
+pub fn range(ev: &Evaluator, sel: &Selector, range: i64, g: &Grid) -> Result<RangeArg> {
+    let ends = ends(sel, g);
+    let absent_labels = absent_labels(sel);
+    let (Some(&lo), Some(&hi)) = (ends.iter().min(), ends.iter().max()) else {
+        return Ok(RangeArg { series: vec![], range, ends, absent_labels });
+    };
+    let mut series = fetch(ev, sel, lo - range, hi)?;
+    for p in &mut series {
+        if p.vals.iter().any(|&v| is_stale(v)) {
+            let (ts, vals): (Vec<i64>, Vec<f64>) =
+                p.ts.iter().zip(&p.vals).filter(|(_, v)| !is_stale(**v)).map(|(t, v)| (*t, *v)).unzip();
+            p.ts = ts;
+            p.vals = vals;
+        }
+    }
+    series.retain(|p| !p.ts.is_empty());
+    Ok(RangeArg { series, range, ends, absent_labels })
+}
+
+/// Labels `absent()` / `absent_over_time()` give their result: the `=` matchers,
+/// except `__name__`, and except a label matched more than once or by another operator.
+pub fn absent_labels(sel: &Selector) -> Labels {
+    let mut out: Labels = vec![];
+    let mut seen: Vec<&str> = vec![];
+    for m in &sel.matchers {
+        if m.name == super::value::NAME {
+            continue;
+        }
+        if m.op == MatchOp::Eq && !seen.contains(&m.name.as_str()) {
+            super::value::set(&mut out, &m.name, &m.value);
+            seen.push(&m.name);
+        } else {
+            out.retain(|(n, _)| n != &m.name);
+        }
+    }
+    out
+}

@@ -1,0 +1,254 @@
+//! `promql_eval`: the planned PromQL AST (see `TimelessMetrics.PromQL.AST`) in,
+//! the evaluated value out. Only term conversion lives here; evaluation is
+//! `timeless_engine::promql::evaluate`.
+//!
+//! The AST must be planned: `at` is `nil` or `{:ms, t}` and every subquery has a
+//! `step_ms` (Elixir resolves `@ start()`/`@ end()` and default steps).
+//!
+//! Result terms (all times in ms):
+//!
+//! * `{:scalar, values}` - `values` holds one little-endian f64 per step.
+//! * `{:vector, [{labels, values, presence}]}` - `values` as above (8 bytes per
+//!   step, zero where absent) and `presence` one bit per step, least significant
+//!   bit first (`byte i >>> 3`, `bit i &&& 7`): a NaN sample has its bit set, a step
+//!   without a sample has it clear.
+//! * `{:matrix, [{labels, points}]}` - `points` as `convert::points_binary`
+//!   (16-byte records: i64 time, f64 value).
+//! * `{:string, binary}`.
+
+use std::time::{Duration, Instant};
+
+use rustler::{Atom, Binary, Encoder, Env, NewBinary, NifResult, ResourceArc, Term};
+use timeless_engine::promql::{evaluate, AggOp, BinOp, Card, EvalOptions, Expr, Grouping, Matching, QueryValue, Selector};
+use timeless_engine::series::{MatchOp, Matcher};
+
+use crate::convert::{bad_input, engine_err, points_binary, tuple_elems};
+use crate::StoreRes;
+
+mod atoms {
+    rustler::atoms! { scalar, vector, matrix, string, number, ms, inf, neg_inf, nan, by, without }
+}
+
+fn field<'a>(t: Term<'a>, key: &str) -> NifResult<Term<'a>> {
+    let k = Atom::from_str(t.get_env(), key)?;
+    t.map_get(k.to_term(t.get_env())).map_err(|_| bad_input(format!("AST node has no {key:?} field")))
+}
+
+fn atom_name(t: Term) -> NifResult<String> {
+    t.atom_to_string().map_err(|_| bad_input("expected an atom in the AST"))
+}
+
+fn string(t: Term) -> NifResult<String> {
+    let b: Binary = t.decode().map_err(|_| bad_input("expected a binary in the AST"))?;
+    Ok(String::from_utf8_lossy(b.as_slice()).into_owned())
+}
+
+fn strings(t: Term) -> NifResult<Vec<String>> {
+    let list: Vec<Term> = t.decode().map_err(|_| bad_input("expected a list of strings in the AST"))?;
+    list.into_iter().map(string).collect()
+}
+
+fn int(t: Term) -> NifResult<i64> {
+    t.decode::<i64>().map_err(|_| bad_input("expected an integer in the AST"))
+}
+
+fn number(t: Term) -> NifResult<f64> {
+    if let Ok(f) = t.decode::<f64>() {
+        return Ok(f);
+    }
+    if let Ok(i) = t.decode::<i64>() {
+        return Ok(i as f64);
+    }
+    match atom_name(t)?.as_str() {
+        "inf" => Ok(f64::INFINITY),
+        "neg_inf" => Ok(f64::NEG_INFINITY),
+        "nan" => Ok(f64::NAN),
+        other => Err(bad_input(format!("not a number literal: {other}"))),
+    }
+}
+
+fn at(t: Term) -> NifResult<Option<i64>> {
+    if t.is_atom() && atom_name(t)? == "nil" {
+        return Ok(None);
+    }
+    match tuple_elems(t) {
+        Some(e) if e.len() == 2 && e[0].is_atom() && atom_name(e[0])? == "ms" => Ok(Some(int(e[1])?)),
+        _ => Err(bad_input("@ must be planned to nil or {:ms, t} before evaluation")),
+    }
+}
+
+fn selector(t: Term) -> NifResult<Selector> {
+    let list: Vec<Term> = field(t, "matchers")?.decode().map_err(|_| bad_input("matchers must be a list"))?;
+    let mut matchers = Vec::with_capacity(list.len());
+    for m in list {
+        let e = tuple_elems(m).filter(|e| e.len() == 3).ok_or_else(|| bad_input("a matcher is {label, op, value}"))?;
+        let op = match atom_name(e[1])?.as_str() {
+            "eq" => MatchOp::Eq,
+            "ne" => MatchOp::Ne,
+            "re" => MatchOp::Re,
+            "nre" => MatchOp::Nre,
+            other => return Err(bad_input(format!("unknown matcher op {other}"))),
+        };
+        matchers.push(Matcher::new(&string(e[0])?, op, &string(e[2])?).map_err(engine_err)?);
+    }
+    Ok(Selector { matchers, offset: int(field(t, "offset_ms")?)?, at: at(field(t, "at")?)? })
+}
+
+fn boxed(t: Term) -> NifResult<Box<Expr>> {
+    Ok(Box::new(expr(t)?))
+}
+
+/// The planned AST as an engine expression.
+fn expr(t: Term) -> NifResult<Expr> {
+    if let Some(e) = tuple_elems(t) {
+        if e.len() == 2 && e[0].is_atom() {
+            return match atom_name(e[0])?.as_str() {
+                "number" => Ok(Expr::Number(number(e[1])?)),
+                "string" => Ok(Expr::String(string(e[1])?)),
+                other => Err(bad_input(format!("unknown literal {other}"))),
+            };
+        }
+        return Err(bad_input("unknown tuple in the AST"));
+    }
+    let kind = atom_name(field(t, "type")?)?;
+    Ok(match kind.as_str() {
+        "vector_selector" => Expr::Vector(selector(t)?),
+        "matrix_selector" => Expr::Matrix { sel: selector(field(t, "vector")?)?, range: int(field(t, "range_ms")?)? },
+        "subquery" => Expr::Subquery {
+            expr: boxed(field(t, "expr")?)?,
+            range: int(field(t, "range_ms")?)?,
+            step: int(field(t, "step_ms")?)?,
+            offset: int(field(t, "offset_ms")?)?,
+            at: at(field(t, "at")?)?,
+        },
+        "paren" => expr(field(t, "expr")?)?,
+        "unary" => match atom_name(field(t, "op")?)?.as_str() {
+            "neg" => Expr::Neg(boxed(field(t, "expr")?)?),
+            _ => expr(field(t, "expr")?)?,
+        },
+        "call" => {
+            let args: Vec<Term> = field(t, "args")?.decode().map_err(|_| bad_input("args must be a list"))?;
+            Expr::Call { func: string(field(t, "func")?)?, args: args.into_iter().map(expr).collect::<NifResult<_>>()? }
+        }
+        "aggregate" => {
+            let op = atom_name(field(t, "op")?)?;
+            let op = AggOp::parse(&op).ok_or_else(|| bad_input(format!("unknown aggregation {op}")))?;
+            let param = field(t, "param")?;
+            let param = if param.is_atom() && atom_name(param)? == "nil" { None } else { Some(boxed(param)?) };
+            let labels = strings(field(t, "labels")?)?;
+            let grouping = match field(t, "grouping")? {
+                g if g.is_atom() && atom_name(g)? == "without" => Grouping::Without(labels),
+                _ => Grouping::By(labels),
+            };
+            Expr::Aggregate { op, param, expr: boxed(field(t, "expr")?)?, grouping }
+        }
+        "binary" => {
+            let op = atom_name(field(t, "op")?)?;
+            let op = BinOp::parse(&op).ok_or_else(|| bad_input(format!("unknown binary operator {op}")))?;
+            let m = field(t, "matching")?;
+            let matching = if m.is_atom() {
+                None
+            } else {
+                let card = match atom_name(field(m, "card")?)?.as_str() {
+                    "one_to_one" => Card::OneToOne,
+                    "many_to_one" => Card::ManyToOne,
+                    "one_to_many" => Card::OneToMany,
+                    _ => Card::ManyToMany,
+                };
+                Some(Matching {
+                    card,
+                    on: field(m, "on")?.decode::<bool>().unwrap_or(false),
+                    labels: strings(field(m, "labels")?)?,
+                    include: strings(field(m, "include")?)?,
+                })
+            };
+            Expr::Binary {
+                op,
+                lhs: boxed(field(t, "lhs")?)?,
+                rhs: boxed(field(t, "rhs")?)?,
+                return_bool: field(t, "bool")?.decode::<bool>().unwrap_or(false),
+                matching,
+            }
+        }
+        other => return Err(bad_input(format!("unknown AST node type {other}"))),
+    })
+}
+
+fn options(t: Term) -> EvalOptions {
+    let mut o = EvalOptions::default();
+    let get_i = |k: &str| field(t, k).ok().and_then(|v| v.decode::<i64>().ok());
+    if let Some(v) = get_i("lookback_delta_ms") {
+        o.lookback_ms = v;
+    }
+    if let Some(v) = get_i("timeout_ms") {
+        o.deadline = Some(Instant::now() + Duration::from_millis(v.max(0) as u64));
+    }
+    if let Some(v) = get_i("max_samples") {
+        o.max_samples = v.max(0) as usize;
+    }
+    o.range_query = field(t, "range").ok().and_then(|v| v.decode::<bool>().ok()).unwrap_or(false);
+    o
+}
+
+fn f64_binary<'a>(env: Env<'a>, vals: impl ExactSizeIterator<Item = f64>) -> Binary<'a> {
+    let mut bin = NewBinary::new(env, vals.len() * 8);
+    for (chunk, v) in bin.as_mut_slice().chunks_exact_mut(8).zip(vals) {
+        chunk.copy_from_slice(&v.to_bits().to_le_bytes());
+    }
+    bin.into()
+}
+
+fn labels_term<'a>(env: Env<'a>, labels: &[(String, String)]) -> Term<'a> {
+    let pairs: Vec<(&str, &str)> = labels.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    Term::map_from_pairs(env, &pairs).unwrap_or_else(|_| Term::map_new(env))
+}
+
+fn encode<'a>(env: Env<'a>, v: QueryValue) -> Term<'a> {
+    match v {
+        QueryValue::Scalar(vals) => (atoms::scalar(), f64_binary(env, vals.into_iter())).encode(env),
+        QueryValue::String(s) => (atoms::string(), s).encode(env),
+        QueryValue::Matrix(points) => {
+            let rows: Vec<Term<'a>> = points
+                .iter()
+                .map(|p| (labels_term(env, &p.labels), points_binary(env, &p.ts, &p.vals, 1)).encode(env))
+                .collect();
+            (atoms::matrix(), rows).encode(env)
+        }
+        QueryValue::Vector(series) => {
+            let rows: Vec<Term<'a>> = series
+                .iter()
+                .map(|s| {
+                    let vals = f64_binary(env, s.vals.iter().map(|v| v.unwrap_or(0.0)));
+                    let mut bits = NewBinary::new(env, s.vals.len().div_ceil(8));
+                    let out = bits.as_mut_slice();
+                    out.fill(0);
+                    for (i, v) in s.vals.iter().enumerate() {
+                        if v.is_some() {
+                            out[i >> 3] |= 1 << (i & 7);
+                        }
+                    }
+                    let bits: Binary = bits.into();
+                    (labels_term(env, &s.labels), vals, bits).encode(env)
+                })
+                .collect();
+            (atoms::vector(), rows).encode(env)
+        }
+    }
+}
+
+/// `promql_eval(store, ast, start_ms, end_ms, step_ms, opts) -> {:scalar | :vector | :matrix | :string, data}`
+#[rustler::nif(schedule = "DirtyCpu")]
+fn promql_eval<'a>(
+    env: Env<'a>,
+    res: ResourceArc<StoreRes>,
+    ast: Term<'a>,
+    start: i64,
+    end: i64,
+    step: i64,
+    opts: Term<'a>,
+) -> NifResult<Term<'a>> {
+    let e = expr(ast)?;
+    let opts = options(opts);
+    let v = evaluate(&res.store, &e, start, end, step, &opts).map_err(engine_err)?;
+    Ok(encode(env, v))
+}
