@@ -24,8 +24,14 @@ use crate::SeriesId;
 pub const FILE_MAGIC: &[u8; 8] = b"TMCHUNKS";
 /// Last 8 bytes of every chunk file.
 pub const TRAILER_MAGIC: &[u8; 8] = b"TMCKIDX1";
-/// Format version in the file header.
-pub const FORMAT_VERSION: u16 = 1;
+/// Format version written in the file header. Version 2 added chunks whose timestamps are
+/// stored in an earlier chunk of the same file (codec `T =` [`codec::TS_SHARED`]); the
+/// layout is otherwise unchanged, and version 1 files are still read.
+pub const FORMAT_VERSION: u16 = 2;
+/// Oldest format version still read.
+pub const MIN_FORMAT_VERSION: u16 = 1;
+/// How many recent distinct timestamp columns the writer remembers to share with later chunks.
+const SHARED_TS_CANDIDATES: usize = 8;
 /// File header: magic(8) version(u16) flags(u16) reserved(u32) file_id(u64).
 pub const HEADER_LEN: usize = 24;
 /// Trailer: index_offset(u64) chunk_count(u64) index_crc32(u32) reserved(u32) magic(8).
@@ -56,6 +62,10 @@ pub struct ChunkMeta {
 pub struct ChunkFileWriter {
     buf: Vec<u8>,
     metas: Vec<ChunkMeta>,
+    /// (record offset, timestamps) of recent chunks that store their own timestamps; a later
+    /// chunk with identical timestamps references the record instead of storing them again
+    /// (series scraped together share timestamps).
+    recent_ts: Vec<(u64, Vec<i64>)>,
 }
 
 impl Default for ChunkFileWriter {
@@ -68,7 +78,7 @@ impl ChunkFileWriter {
     pub fn new() -> Self {
         let mut buf = Vec::with_capacity(64 * 1024);
         buf.resize(HEADER_LEN, 0); // filled in by `finish` once the file id is known
-        ChunkFileWriter { buf, metas: Vec::new() }
+        ChunkFileWriter { buf, metas: Vec::new(), recent_ts: Vec::new() }
     }
 
     /// Encode and append one chunk (same precondition as codec::encode, len >= 1).
@@ -79,9 +89,27 @@ impl ChunkFileWriter {
             return;
         }
         let count = u32::try_from(ts.len()).expect("ChunkFileWriter::add: more than u32::MAX points");
-        let (codec_id, body) = codec::encode(ts, vals);
-        let len = u32::try_from(body.len()).expect("ChunkFileWriter::add: chunk body over 4 GiB");
         let offset = self.buf.len() as u64;
+        let shared = self
+            .recent_ts
+            .iter()
+            .rev()
+            .find(|(_, t)| t.as_slice() == ts)
+            .and_then(|(owner, _)| codec::encode_shared_ts(offset - owner, vals));
+        let (codec_id, body) = match shared {
+            Some(enc) => enc,
+            None => {
+                let (codec_id, body) = codec::encode(ts, vals);
+                if codec_id > codec::CODEC_RAW {
+                    if self.recent_ts.len() == SHARED_TS_CANDIDATES {
+                        self.recent_ts.remove(0);
+                    }
+                    self.recent_ts.push((offset, ts.to_vec()));
+                }
+                (codec_id, body)
+            }
+        };
+        let len = u32::try_from(body.len()).expect("ChunkFileWriter::add: chunk body over 4 GiB");
         let (min_ts, max_ts) = (ts[0], ts[ts.len() - 1]);
         let hdr_start = self.buf.len();
         write_record_header(&mut self.buf, series_id, min_ts, max_ts, count, codec_id, len);
@@ -128,18 +156,24 @@ impl ChunkFileWriter {
                 data.len()
             )));
         }
-        Ok((ChunkFile { id: file_id, path: Some(path), data: Data::Mapped(data), index_offset }, metas))
+        Ok((
+            ChunkFile { id: file_id, path: Some(path), data: Data::Mapped(data), index_offset, version: FORMAT_VERSION },
+            metas,
+        ))
     }
 
     /// Same bytes, kept in memory (memory mode: no files at all).
     pub fn into_memory(self, file_id: u64) -> Result<(ChunkFile, Vec<ChunkMeta>)> {
         let (bytes, metas, index_offset) = self.finish(file_id);
-        Ok((ChunkFile { id: file_id, path: None, data: Data::Owned(bytes), index_offset }, metas))
+        Ok((
+            ChunkFile { id: file_id, path: None, data: Data::Owned(bytes), index_offset, version: FORMAT_VERSION },
+            metas,
+        ))
     }
 
     /// Complete the file image: header with the file id, index, trailer.
     fn finish(self, file_id: u64) -> (Vec<u8>, Vec<ChunkMeta>, u64) {
-        let ChunkFileWriter { mut buf, metas } = self;
+        let ChunkFileWriter { mut buf, metas, .. } = self;
         buf[0..8].copy_from_slice(FILE_MAGIC);
         buf[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
         buf[10..12].copy_from_slice(&0u16.to_le_bytes());
@@ -202,6 +236,8 @@ pub struct ChunkFile {
     data: Data,
     /// End of the chunk records (start of the index).
     index_offset: u64,
+    /// Format version from the file header.
+    version: u16,
 }
 
 fn map_file(path: &Path) -> Result<memmap2::Mmap> {
@@ -223,10 +259,10 @@ impl ChunkFile {
     /// restart must be fast with ~1M chunks). A file whose footer is missing/corrupt -> Err(Corrupt) naming the file.
     pub fn open(path: &Path, file_id: u64) -> Result<(ChunkFile, Vec<ChunkMeta>)> {
         let data = map_file(path)?;
-        let (metas, index_offset) = parse_footer(&data, file_id)
+        let (metas, index_offset, version) = parse_footer(&data, file_id)
             .map_err(|msg| Error::corrupt(format!("chunk file {}: {msg}", path.display())))?;
         Ok((
-            ChunkFile { id: file_id, path: Some(path.to_path_buf()), data: Data::Mapped(data), index_offset },
+            ChunkFile { id: file_id, path: Some(path.to_path_buf()), data: Data::Mapped(data), index_offset, version },
             metas,
         ))
     }
@@ -234,10 +270,10 @@ impl ChunkFile {
     /// Open a chunk file image held in memory (for example one produced by `into_memory`
     /// and copied), validating it exactly like [`ChunkFile::open`].
     pub fn from_bytes(bytes: Vec<u8>, file_id: u64) -> Result<(ChunkFile, Vec<ChunkMeta>)> {
-        let (metas, index_offset) = parse_footer(&bytes, file_id).map_err(|msg| {
+        let (metas, index_offset, version) = parse_footer(&bytes, file_id).map_err(|msg| {
             Error::corrupt(format!("chunk file <memory>/{}: {msg}", Self::file_name(file_id)))
         })?;
-        Ok((ChunkFile { id: file_id, path: None, data: Data::Owned(bytes), index_offset }, metas))
+        Ok((ChunkFile { id: file_id, path: None, data: Data::Owned(bytes), index_offset, version }, metas))
     }
 
     pub fn id(&self) -> u64 {
@@ -272,41 +308,76 @@ impl ChunkFile {
         }
     }
 
+    /// Format version of the file (1 or 2).
+    pub fn version(&self) -> u16 {
+        self.version
+    }
+
     /// Decode one chunk, verifying its crc32 -> Err(Corrupt) naming file and offset on mismatch.
+    /// A chunk whose timestamps are stored in an earlier chunk (format 2, codec
+    /// `T =` [`codec::TS_SHARED`]) reads them from that chunk, whose crc is verified too.
     pub fn read(&self, meta: &ChunkMeta, ts_out: &mut Vec<i64>, vals_out: &mut Vec<f64>) -> Result<()> {
         let err = |msg: String| {
             Error::corrupt(format!("chunk file {} offset {}: {msg}", self.display_name(), meta.offset))
         };
+        let (on_disk, body) = self.record(meta.offset).map_err(err)?;
+        if on_disk != *meta {
+            return Err(err(format!("chunk header {on_disk:?} does not match index entry {meta:?}")));
+        }
+        let count = meta.count as usize;
+        let back = match codec::shared_ts_ref(meta.codec, body) {
+            Ok(None) => {
+                return codec::decode(meta.codec, body, count, ts_out, vals_out).map_err(|e| err(e.message))
+            }
+            Ok(Some(back)) => back,
+            Err(e) => return Err(err(e.message)),
+        };
+        if self.version < 2 {
+            return Err(err(format!("shared timestamps in a format {} file", self.version)));
+        }
+        let owner_offset = meta.offset.checked_sub(back).ok_or_else(|| err("shared timestamps before the file start".into()))?;
+        let (owner, owner_body) = self
+            .record(owner_offset)
+            .map_err(|m| err(format!("shared timestamps at offset {owner_offset}: {m}")))?;
+        if owner.codec >> 4 == codec::TS_SHARED
+            || (owner.count, owner.min_ts, owner.max_ts) != (meta.count, meta.min_ts, meta.max_ts)
+        {
+            return Err(err(format!("shared timestamps at offset {owner_offset} do not fit: {owner:?}")));
+        }
+        let ts_start = ts_out.len();
+        codec::decode_ts(owner.codec, owner_body, count, ts_out)
+            .map_err(|e| err(format!("shared timestamps at offset {owner_offset}: {}", e.message)))?;
+        if let Err(e) = codec::decode_values(meta.codec, body, count, vals_out) {
+            ts_out.truncate(ts_start);
+            return Err(err(e.message));
+        }
+        Ok(())
+    }
+
+    /// The record at `offset`: its header fields (with offset and crc) and body, crc verified.
+    fn record(&self, offset: u64) -> std::result::Result<(ChunkMeta, &[u8]), String> {
         let records = &self.bytes()[..self.index_offset as usize];
-        let start = usize::try_from(meta.offset)
+        let start = usize::try_from(offset)
             .ok()
             .filter(|&o| o >= HEADER_LEN && o < records.len())
-            .ok_or_else(|| err("offset outside the chunk area".into()))?;
+            .ok_or_else(|| "offset outside the chunk area".to_string())?;
         let rec = &records[start..];
         let mut pos = 0usize;
-        let hdr = parse_record_header(rec, &mut pos).ok_or_else(|| err("truncated chunk header".into()))?;
+        let hdr = parse_record_header(rec, &mut pos).ok_or_else(|| "truncated chunk header".to_string())?;
         let crc_end = pos + 4;
         let body_end = crc_end
             .checked_add(hdr.len as usize)
             .filter(|&e| e <= rec.len())
-            .ok_or_else(|| err("chunk body runs past the chunk area".into()))?;
+            .ok_or_else(|| "chunk body runs past the chunk area".to_string())?;
         let stored_crc = u32::from_le_bytes(rec[pos..crc_end].try_into().unwrap());
         let mut h = crc32fast::Hasher::new();
         h.update(&rec[..pos]);
         h.update(&rec[crc_end..body_end]);
         let actual = h.finalize();
-        if actual != meta.crc32 || stored_crc != meta.crc32 {
-            return Err(err(format!(
-                "crc mismatch (index {:#010x}, header {:#010x}, computed {:#010x})",
-                meta.crc32, stored_crc, actual
-            )));
+        if actual != stored_crc {
+            return Err(format!("crc mismatch (header {stored_crc:#010x}, computed {actual:#010x})"));
         }
-        let on_disk = ChunkMeta { offset: meta.offset, crc32: stored_crc, ..hdr };
-        if on_disk != *meta {
-            return Err(err(format!("chunk header {on_disk:?} does not match index entry {meta:?}")));
-        }
-        codec::decode(meta.codec, &rec[crc_end..body_end], meta.count as usize, ts_out, vals_out)
-            .map_err(|e| err(e.message))
+        Ok((ChunkMeta { offset, crc32: stored_crc, ..hdr }, &rec[crc_end..body_end]))
     }
 
     /// Parse a file name like "00000000000000ab.chunks" -> Some(0xab).
@@ -339,7 +410,7 @@ fn parse_record_header(rec: &[u8], pos: &mut usize) -> Option<ChunkMeta> {
 }
 
 /// Validate header and trailer, check the index crc, decode the index.
-fn parse_footer(data: &[u8], file_id: u64) -> std::result::Result<(Vec<ChunkMeta>, u64), String> {
+fn parse_footer(data: &[u8], file_id: u64) -> std::result::Result<(Vec<ChunkMeta>, u64, u16), String> {
     let size = data.len();
     if size < HEADER_LEN + TRAILER_LEN {
         return Err(format!("{size} bytes is shorter than header and footer"));
@@ -348,7 +419,7 @@ fn parse_footer(data: &[u8], file_id: u64) -> std::result::Result<(Vec<ChunkMeta
         return Err("bad file magic".into());
     }
     let version = u16::from_le_bytes([data[8], data[9]]);
-    if version != FORMAT_VERSION {
+    if !(MIN_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
         return Err(format!("unsupported format version {version}"));
     }
     let stored_id = u64::from_le_bytes(data[16..24].try_into().unwrap());
@@ -403,7 +474,7 @@ fn parse_footer(data: &[u8], file_id: u64) -> std::result::Result<(Vec<ChunkMeta
     if pos != index.len() {
         return Err(format!("{} trailing bytes after the index", index.len() - pos));
     }
-    Ok((metas, index_offset))
+    Ok((metas, index_offset, version))
 }
 
 #[inline]
