@@ -82,6 +82,29 @@ impl Kind {
     }
 }
 
+/// Entropy in bits of the next value of a clamped decimal random walk, given the current
+/// mantissa `m`: steps `-r..=r` (in units of the last decimal), the two ends half as likely as
+/// the others (rounding of a uniform draw), results clamped to `lo..=hi`.
+fn clamped_step_bits(m: i64, r: i64, lo: i64, hi: i64) -> f64 {
+    let mut p = std::collections::BTreeMap::new();
+    let base = 1.0 / (2 * r) as f64;
+    for k in -r..=r {
+        let w = if k.abs() == r { base / 2.0 } else { base };
+        *p.entry((m + k).clamp(lo, hi)).or_insert(0.0) += w;
+    }
+    p.values().map(|&q: &f64| -q * q.log2()).sum()
+}
+
+/// The exact entropy floor of one step given the previous value (clamping included).
+fn step_bits_given(k: Kind, prev: f64) -> f64 {
+    match k {
+        Kind::Cpu => clamped_step_bits((prev * 10.0).round() as i64, 20, 0, 1000),
+        Kind::Percent => clamped_step_bits((prev * 100.0).round() as i64, 50, 0, 10_000),
+        Kind::Load => clamped_step_bits((prev * 100.0).round() as i64, 10, 0, 6400),
+        _ => k.step_bits(),
+    }
+}
+
 const CPU: [&str; 10] = ["user", "system", "idle", "nice", "iowait", "irq", "softirq", "steal", "guest", "guest_nice"];
 const COUNTERS: [&str; 15] = [
     "diskio_reads", "diskio_writes", "diskio_read_bytes", "diskio_write_bytes", "net_bytes_sent",
@@ -240,6 +263,10 @@ fn main() {
             let (hosts, steps) = (args_usize(2, 200), args_usize(3, 2160));
             measure_ours(hosts, steps);
         }
+        Some("pco") => {
+            let (hosts, steps) = (args_usize(2, 40), args_usize(3, 2160));
+            measure_pco(hosts, steps);
+        }
         Some("vm-dump") => {
             let dir = std::env::args().nth(2).expect("vm-dump DIR");
             let (hosts, steps) = (args_usize(3, 200), args_usize(4, 2160));
@@ -258,7 +285,7 @@ fn measure_ours(hosts: usize, steps: usize) {
     println!("data set: {hosts} hosts x 39 series x {steps} steps = {total_points} points");
 
     // Per kind: body bytes split into the timestamp section and the value section.
-    println!("\n| kind | series | floor B/pt | ts B/pt | values B/pt | body B/pt | codecs |");
+    println!("\n| kind | series | entropy floor B/pt | ts B/pt | values B/pt | body B/pt | codecs |");
     println!("|---|---:|---:|---:|---:|---:|---|");
     let mut tot = (0usize, 0usize, 0.0f64);
     for k in KINDS {
@@ -275,10 +302,12 @@ fn measure_ours(hosts: usize, steps: usize) {
         let pts = (sel.len() * steps) as f64;
         tot.0 += tsb;
         tot.1 += body;
-        tot.2 += k.step_bits() / 8.0 * pts;
+        let floor_bits: f64 =
+            sel.iter().map(|s| s.vals.windows(2).map(|w| step_bits_given(k, w[0])).sum::<f64>()).sum();
+        tot.2 += floor_bits / 8.0;
         println!(
             "| {} | {} | {:.3} | {:.3} | {:.3} | {:.3} | {:?} |",
-            k.name(), sel.len(), k.step_bits() / 8.0, tsb as f64 / pts, (body - tsb) as f64 / pts,
+            k.name(), sel.len(), floor_bits / 8.0 / pts, tsb as f64 / pts, (body - tsb) as f64 / pts,
             body as f64 / pts, codecs
         );
     }
@@ -352,6 +381,54 @@ fn measure_ours(hosts: usize, steps: usize) {
             "vs VictoriaMetrics data/ on the bench ({vm} B = {:.3} B/pt): chunk files {:.3}x",
             vm / pts, file_bytes as f64 / vm
         );
+    }
+}
+
+/// pco settings on the decimal mantissas of each kind (the value column of `VAL_DEC_PCO`).
+fn measure_pco(hosts: usize, steps: usize) {
+    use pco::{ChunkConfig, DeltaSpec, ModeSpec};
+    let (_, series) = generate(hosts, steps, 42);
+    let cols: Vec<(Kind, Vec<i64>)> =
+        series.iter().map(|s| (s.kind, measure::decimal_column(&s.vals).mantissas)).collect();
+    let configs: Vec<(String, ChunkConfig)> = [4usize, 6, 8, 12]
+        .iter()
+        .flat_map(|&l| {
+            [("d1", DeltaSpec::TryConsecutive(1)), ("auto", DeltaSpec::Auto)].into_iter().map(move |(dn, d)| {
+                (format!("L{l} {dn}"), ChunkConfig::default().with_compression_level(l).with_delta_spec(d).with_mode_spec(ModeSpec::Auto))
+            })
+        })
+        .collect();
+    print!("| config |");
+    for k in KINDS {
+        print!(" {} |", k.name());
+    }
+    println!(" all | enc M/s | dec M/s |");
+    for (name, cfg) in &configs {
+        print!("| {name} |");
+        let mut tot = 0usize;
+        let t0 = Instant::now();
+        let mut enc = Vec::new();
+        for k in KINDS {
+            let mut b = 0usize;
+            let mut n = 0usize;
+            for (_, c) in cols.iter().filter(|(kk, _)| *kk == k) {
+                let e = measure::pco_column(c, cfg.clone()).unwrap();
+                b += e.len();
+                n += c.len();
+                enc.push((e, c.len()));
+            }
+            tot += b;
+            print!(" {:.4} |", b as f64 / n as f64);
+        }
+        let et = t0.elapsed().as_secs_f64();
+        let pts = (cols.len() * steps) as f64;
+        let t1 = Instant::now();
+        for (e, n) in &enc {
+            let d = measure::pco_decode_i64(e, *n);
+            assert_eq!(d.len(), *n);
+        }
+        let dt = t1.elapsed().as_secs_f64();
+        println!(" {:.4} | {:.1} | {:.1} |", tot as f64 / pts, pts / et / 1e6, pts / dt / 1e6);
     }
 }
 

@@ -731,6 +731,140 @@ mod tests {
         assert_eq!(ChunkFile::open(&dir.path().join("nope.chunks"), 9).err().unwrap().kind, ErrorKind::Io);
     }
 
+    fn bits(v: &[f64]) -> Vec<u64> {
+        v.iter().map(|x| x.to_bits()).collect()
+    }
+
+    /// Series of one scrape target share timestamps: only the first chunk stores them.
+    #[test]
+    fn chunk_shared_timestamps_round_trip() {
+        let ts_a: Vec<i64> = (0..2160).map(|i| 1_764_000_000_000 + i * 10_000 + (i * 7) % 5 + 1).collect();
+        let ts_b: Vec<i64> = ts_a.iter().map(|t| t + 3).collect();
+        let mut expect: Vec<(u64, Vec<i64>, Vec<f64>)> = Vec::new();
+        let mut w = ChunkFileWriter::new();
+        for k in 0..40u64 {
+            // A, A, B, A, B, ... short, single-point and special-valued chunks in between
+            let ts = match k % 5 {
+                0 | 1 | 3 => ts_a.clone(),
+                2 => ts_b.clone(),
+                _ => ts_a[..1 + (k as usize % 3)].to_vec(),
+            };
+            let vals: Vec<f64> = (0..ts.len())
+                .map(|i| match (i + k as usize) % 97 {
+                    0 => f64::from_bits(STALE_NAN_BITS),
+                    1 => -0.0,
+                    2 => f64::NEG_INFINITY,
+                    3 => f64::from_bits(0x7ff8_0000_dead_beef),
+                    _ => ((i * 31 + k as usize * 7) % 1000) as f64 / 10.0,
+                })
+                .collect();
+            w.add(k, &ts, &vals);
+            expect.push((k, ts, vals));
+        }
+        let (file, metas) = w.into_memory(5).unwrap();
+        assert_eq!(file.version(), FORMAT_VERSION);
+        // every full-length chunk but the first of ts_a (k = 0) and of ts_b (k = 2) shares
+        for m in &metas {
+            let is_shared = m.codec >> 4 == codec::TS_SHARED;
+            if m.count == 2160 {
+                assert_eq!(is_shared, m.series_id != 0 && m.series_id != 2, "{m:?}");
+            }
+        }
+        assert!(metas.iter().filter(|m| m.count < 10 && m.codec >> 4 == codec::TS_SHARED).count() >= 3);
+        check_all(&file, &metas, &expect);
+        let (again, m2) = ChunkFile::from_bytes(file.bytes().to_vec(), 5).unwrap();
+        assert_eq!(m2, metas);
+        check_all(&again, &m2, &expect);
+        // the same chunks without sharing are much larger
+        let unshared: usize = expect.iter().map(|(_, t, v)| codec::encode(t, v).1.len()).sum();
+        let bodies: usize = metas.iter().map(|m| m.len as usize).sum();
+        assert!(bodies * 10 < unshared * 8, "shared {bodies} vs unshared {unshared}");
+    }
+
+    #[test]
+    fn chunk_shared_timestamps_corruption() {
+        let ts: Vec<i64> = (0..600).map(|i| 1_000_000 + i * 15_000 + i % 3).collect();
+        let mut w = ChunkFileWriter::new();
+        for k in 0..4u64 {
+            let vals: Vec<f64> = (0..600).map(|i| (i as f64 + k as f64) * 0.25).collect();
+            w.add(k, &ts, &vals);
+        }
+        let (file, metas) = w.into_memory(2).unwrap();
+        assert_eq!(metas[0].codec >> 4, codec::TS_PCO);
+        assert!(metas[1..].iter().all(|m| m.codec >> 4 == codec::TS_SHARED));
+        let good = file.bytes().to_vec();
+        let (mut t, mut v) = (Vec::new(), Vec::new());
+        // damage in the owner's body: its own read and every sharer's read fail cleanly
+        let mut b = good.clone();
+        b[(metas[1].offset - 2) as usize] ^= 0x08;
+        let (f, _) = ChunkFile::from_bytes(b, 2).unwrap();
+        for m in &metas {
+            let e = f.read(m, &mut t, &mut v).unwrap_err();
+            assert_eq!(e.kind, ErrorKind::Corrupt);
+            assert!(e.message.contains("crc mismatch"), "{}", e.message);
+            assert!(t.is_empty() && v.is_empty());
+        }
+        // a format 1 file must not contain shared timestamps
+        let mut b = good.clone();
+        b[8..10].copy_from_slice(&1u16.to_le_bytes());
+        let (f, m1) = ChunkFile::from_bytes(b, 2).unwrap();
+        assert_eq!(f.version(), 1);
+        f.read(&m1[0], &mut t, &mut v).unwrap();
+        t.clear();
+        v.clear();
+        let e = f.read(&m1[2], &mut t, &mut v).unwrap_err();
+        assert!(e.message.contains("format 1"), "{}", e.message);
+        assert!(t.is_empty() && v.is_empty());
+        // unknown future versions are refused on open
+        let mut b = good.clone();
+        b[8..10].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
+        assert_eq!(ChunkFile::from_bytes(b, 2).err().unwrap().kind, ErrorKind::Corrupt);
+        // a rewritten reference (crc fixed up) pointing at a sharer, the header, or before
+        // the file start is refused, never decoded blindly
+        for back in [metas[3].offset - metas[1].offset, metas[3].offset - 10, metas[3].offset + 5, 1] {
+            let mut vals = Vec::new();
+            codec::decode_values(metas[3].codec, body_of(&good, &metas[3]), 600, &mut vals).unwrap();
+            let (c, body) = codec::encode_shared_ts(back, &vals).unwrap();
+            let mut w = ChunkFileWriter::new();
+            w.buf.truncate(0);
+            w.buf.extend_from_slice(&good[..metas[3].offset as usize]);
+            w.metas = metas[..3].to_vec();
+            let off = w.buf.len() as u64;
+            let hdr = w.buf.len();
+            write_record_header(&mut w.buf, 3, ts[0], ts[599], 600, c, body.len() as u32);
+            let mut h = crc32fast::Hasher::new();
+            h.update(&w.buf[hdr..]);
+            h.update(&body);
+            let crc32 = h.finalize();
+            w.buf.extend_from_slice(&crc32.to_le_bytes());
+            w.buf.extend_from_slice(&body);
+            w.metas.push(ChunkMeta { series_id: 3, min_ts: ts[0], max_ts: ts[599], count: 600, codec: c, offset: off, len: body.len() as u32, crc32 });
+            let (f, m) = w.into_memory(2).unwrap();
+            f.read(&m[0], &mut t, &mut v).unwrap();
+            t.clear();
+            v.clear();
+            let e = f.read(&m[3], &mut t, &mut v).unwrap_err();
+            assert_eq!(e.kind, ErrorKind::Corrupt, "back {back}");
+            assert!(t.is_empty() && v.is_empty());
+        }
+        // the intact file reads bit-exact
+        let (f, m) = ChunkFile::from_bytes(good, 2).unwrap();
+        for (k, meta) in m.iter().enumerate() {
+            t.clear();
+            v.clear();
+            f.read(meta, &mut t, &mut v).unwrap();
+            assert_eq!(t, ts);
+            assert_eq!(bits(&v), bits(&(0..600).map(|i| (i as f64 + k as f64) * 0.25).collect::<Vec<_>>()));
+        }
+    }
+
+    fn body_of<'a>(file: &'a [u8], m: &ChunkMeta) -> &'a [u8] {
+        let rec = &file[m.offset as usize..];
+        let mut pos = 0;
+        parse_record_header(rec, &mut pos).unwrap();
+        &rec[pos + 4..pos + 4 + m.len as usize]
+    }
+
     #[test]
     fn chunk_parse_file_name() {
         assert_eq!(ChunkFile::parse_file_name("00000000000000ab.chunks"), Some(0xab));
