@@ -387,7 +387,24 @@ fn measure_ours(hosts: usize, steps: usize) {
 /// pco settings on the decimal mantissas of each kind (the value column of `VAL_DEC_PCO`).
 fn measure_pco(hosts: usize, steps: usize) {
     use pco::{ChunkConfig, DeltaSpec, ModeSpec};
-    let (_, series) = generate(hosts, steps, 42);
+    let (ts, series) = generate(hosts, steps, 42);
+    // timestamps (one series' column: what a chunk that owns its timestamps stores)
+    for (name, cfg) in [
+        ("ts L4 delta2 (current)", ChunkConfig::default().with_compression_level(4).with_delta_spec(DeltaSpec::TryConsecutive(2))),
+        ("ts L4 delta1", ChunkConfig::default().with_compression_level(4).with_delta_spec(DeltaSpec::TryConsecutive(1))),
+        ("ts L4 intmult 10000 + delta1", ChunkConfig::default().with_compression_level(4).with_delta_spec(DeltaSpec::TryConsecutive(1)).with_mode_spec(ModeSpec::TryIntMult(10_000))),
+        ("ts L4 intmult 10000 + no delta", ChunkConfig::default().with_compression_level(4).with_delta_spec(DeltaSpec::NoOp).with_mode_spec(ModeSpec::TryIntMult(10_000))),
+        ("ts L4 auto", ChunkConfig::default().with_compression_level(4).with_delta_spec(DeltaSpec::Auto)),
+        ("ts L8 auto", ChunkConfig::default().with_compression_level(8).with_delta_spec(DeltaSpec::Auto)),
+    ] {
+        for n in [120usize, 720, 2160] {
+            let b = measure::pco_column(&ts[..n], cfg.clone()).unwrap().len();
+            print!("{name} n={n}: {:.3} B/pt   ", b as f64 / n as f64);
+        }
+        println!();
+    }
+    let dod = measure::ts_column(&ts, timeless_engine::codec::TS_DOD_BITS).unwrap().len();
+    println!("ts dod-bits n={}: {:.3} B/pt; entropy of the jitter: {:.3} B/pt", ts.len(), dod as f64 / ts.len() as f64, 5f64.log2() / 8.0);
     let cols: Vec<(Kind, Vec<i64>)> =
         series.iter().map(|s| (s.kind, measure::decimal_column(&s.vals).mantissas)).collect();
     let configs: Vec<(String, ChunkConfig)> = [4usize, 6, 8, 12]

@@ -66,6 +66,9 @@ pub struct ChunkFileWriter {
     /// chunk with identical timestamps references the record instead of storing them again
     /// (series scraped together share timestamps).
     recent_ts: Vec<(u64, Vec<i64>)>,
+    /// Format version to write; always [`FORMAT_VERSION`] except in tests that need a
+    /// version 1 file (no shared timestamps, absolute index timestamps).
+    version: u16,
 }
 
 impl Default for ChunkFileWriter {
@@ -78,7 +81,7 @@ impl ChunkFileWriter {
     pub fn new() -> Self {
         let mut buf = Vec::with_capacity(64 * 1024);
         buf.resize(HEADER_LEN, 0); // filled in by `finish` once the file id is known
-        ChunkFileWriter { buf, metas: Vec::new(), recent_ts: Vec::new() }
+        ChunkFileWriter { buf, metas: Vec::new(), recent_ts: Vec::new(), version: FORMAT_VERSION }
     }
 
     /// Encode and append one chunk (same precondition as codec::encode, len >= 1).
@@ -100,7 +103,7 @@ impl ChunkFileWriter {
             Some(enc) => enc,
             None => {
                 let (codec_id, body) = codec::encode(ts, vals);
-                if codec_id > codec::CODEC_RAW {
+                if codec_id > codec::CODEC_RAW && self.version >= 2 {
                     if self.recent_ts.len() == SHARED_TS_CANDIDATES {
                         self.recent_ts.remove(0);
                     }
@@ -135,6 +138,7 @@ impl ChunkFileWriter {
     pub fn write(self, dir: &Path, file_id: u64) -> Result<(ChunkFile, Vec<ChunkMeta>)> {
         let name = ChunkFile::file_name(file_id);
         let path = dir.join(&name);
+        let version = self.version;
         let tmp = dir.join(format!("{name}.tmp"));
         let (bytes, metas, index_offset) = self.finish(file_id);
         {
@@ -156,35 +160,35 @@ impl ChunkFileWriter {
                 data.len()
             )));
         }
-        Ok((
-            ChunkFile { id: file_id, path: Some(path), data: Data::Mapped(data), index_offset, version: FORMAT_VERSION },
-            metas,
-        ))
+        Ok((ChunkFile { id: file_id, path: Some(path), data: Data::Mapped(data), index_offset, version }, metas))
     }
 
     /// Same bytes, kept in memory (memory mode: no files at all).
     pub fn into_memory(self, file_id: u64) -> Result<(ChunkFile, Vec<ChunkMeta>)> {
+        let version = self.version;
         let (bytes, metas, index_offset) = self.finish(file_id);
-        Ok((
-            ChunkFile { id: file_id, path: None, data: Data::Owned(bytes), index_offset, version: FORMAT_VERSION },
-            metas,
-        ))
+        Ok((ChunkFile { id: file_id, path: None, data: Data::Owned(bytes), index_offset, version }, metas))
     }
 
     /// Complete the file image: header with the file id, index, trailer.
     fn finish(self, file_id: u64) -> (Vec<u8>, Vec<ChunkMeta>, u64) {
-        let ChunkFileWriter { mut buf, metas, .. } = self;
+        let ChunkFileWriter { mut buf, metas, version, .. } = self;
         buf[0..8].copy_from_slice(FILE_MAGIC);
-        buf[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        buf[8..10].copy_from_slice(&version.to_le_bytes());
         buf[10..12].copy_from_slice(&0u16.to_le_bytes());
         buf[12..16].copy_from_slice(&0u32.to_le_bytes());
         buf[16..24].copy_from_slice(&file_id.to_le_bytes());
         let index_offset = buf.len() as u64;
         let mut prev_offset = 0u64;
+        let mut prev_min_ts = 0i64;
         for m in &metas {
             put_varint(&mut buf, m.series_id);
             put_varint(&mut buf, m.offset - prev_offset);
-            put_varint(&mut buf, zigzag(m.min_ts));
+            // format 2: min_ts relative to the previous entry's (chunks of one flush or merge
+            // cover the same time range, so this is usually one byte instead of six)
+            let base = if version >= 2 { prev_min_ts } else { 0 };
+            put_varint(&mut buf, zigzag(m.min_ts.wrapping_sub(base)));
+            prev_min_ts = m.min_ts;
             put_varint(&mut buf, (m.max_ts as u64).wrapping_sub(m.min_ts as u64));
             put_varint(&mut buf, m.count as u64);
             buf.push(m.codec);
@@ -452,11 +456,16 @@ fn parse_footer(data: &[u8], file_id: u64) -> std::result::Result<(Vec<ChunkMeta
     let mut metas = Vec::with_capacity(chunk_count as usize);
     let mut pos = 0usize;
     let mut offset = 0u64;
+    let mut prev_min_ts = 0i64;
     let bad = |i: u64| format!("index entry {i} malformed");
     for i in 0..chunk_count {
         let series_id = get_varint(index, &mut pos).ok_or_else(|| bad(i))?;
         offset = offset.checked_add(get_varint(index, &mut pos).ok_or_else(|| bad(i))?).ok_or_else(|| bad(i))?;
-        let min_ts = unzigzag(get_varint(index, &mut pos).ok_or_else(|| bad(i))?);
+        let mut min_ts = unzigzag(get_varint(index, &mut pos).ok_or_else(|| bad(i))?);
+        if version >= 2 {
+            min_ts = min_ts.wrapping_add(prev_min_ts);
+            prev_min_ts = min_ts;
+        }
         let span = get_varint(index, &mut pos).ok_or_else(|| bad(i))?;
         let max_ts = (min_ts as u64).wrapping_add(span) as i64;
         let count = get_varint(index, &mut pos).and_then(|c| u32::try_from(c).ok()).ok_or_else(|| bad(i))?;
@@ -782,8 +791,32 @@ mod tests {
     }
 
     #[test]
+    fn chunk_format_1_files_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = ChunkFileWriter::new();
+        w.version = 1;
+        let ts: Vec<i64> = (0..700).map(|i| 1_700_000_000_000 + i * 10_000).collect();
+        let mut expect = Vec::new();
+        for k in 0..6u64 {
+            let vals: Vec<f64> = (0..700).map(|i| ((i * 13 + k as usize) % 500) as f64 / 100.0).collect();
+            let t: Vec<i64> = ts.iter().map(|x| x + k as i64 * 1000).collect();
+            w.add(k, &ts, &vals); // identical timestamps: not shared in format 1
+            w.add(k + 100, &t, &vals);
+            expect.push((k, ts.clone(), vals.clone()));
+            expect.push((k + 100, t, vals));
+        }
+        let (f, metas) = w.write(dir.path(), 4).unwrap();
+        assert_eq!(f.version(), 1);
+        assert!(metas.iter().all(|m| m.codec >> 4 != codec::TS_SHARED));
+        let (f1, m1) = ChunkFile::open(f.path().unwrap(), 4).unwrap();
+        assert_eq!((f1.version(), &m1), (1, &metas));
+        check_all(&f1, &m1, &expect);
+    }
+
+    #[test]
     fn chunk_shared_timestamps_corruption() {
-        let ts: Vec<i64> = (0..600).map(|i| 1_000_000 + i * 15_000 + i % 3).collect();
+        // starts at 0 so the index reads the same as format 1 (absolute min_ts) and 2 (deltas)
+        let ts: Vec<i64> = (0..600).map(|i| i * 15_000 + i % 3).collect();
         let mut w = ChunkFileWriter::new();
         for k in 0..4u64 {
             let vals: Vec<f64> = (0..600).map(|i| (i as f64 + k as f64) * 0.25).collect();

@@ -237,9 +237,47 @@ fn encode_raw(ts: &[i64], vals: &[f64]) -> Vec<u8> {
 fn encode_ts_column(ts: &[i64], ts_enc: u8) -> Option<Vec<u8>> {
     match ts_enc {
         TS_DOD_BITS => Some(encode_ts_dod(ts)),
-        TS_PCO => pco_compress(ts, DeltaSpec::TryConsecutive(2)),
+        TS_PCO => encode_ts_pco(ts),
         _ => None,
     }
+}
+
+/// pco timestamps: delta order 2, and when the run has a regular interval also "interval
+/// multiple + remainder" (pco IntMult mode with that interval as base, delta order 1 on the
+/// multiples), keeping the smaller. For scrapes with a few ms of random jitter the second
+/// stores little more than the jitter's entropy (2160 points at 10 s with jitter 1..=5 ms:
+/// 0.32 B/point instead of 0.51). The decoder needs nothing new: pco streams name their mode.
+fn encode_ts_pco(ts: &[i64]) -> Option<Vec<u8>> {
+    let plain = pco_compress(ts, DeltaSpec::TryConsecutive(2));
+    let Some(base) = ts_interval(ts) else { return plain };
+    let cfg = pcodec::pco_config(DeltaSpec::TryConsecutive(1)).with_mode_spec(pco::ModeSpec::TryIntMult(base));
+    match (plain, pcodec::pco_compress_cfg(ts, cfg)) {
+        (Some(p), Some(m)) => Some(if m.len() < p.len() { m } else { p }),
+        (p, m) => p.or(m),
+    }
+}
+
+/// The run's nominal interval: the median of up to 255 deltas, rounded to a whole second or
+/// a multiple of 10 ms when that is within 1%. `None` when there is none (too few points,
+/// deltas below 2).
+fn ts_interval(ts: &[i64]) -> Option<u64> {
+    let step = (ts.len() / 256).max(1);
+    let mut d: Vec<i64> = ts.windows(2).step_by(step).map(|w| w[1].wrapping_sub(w[0])).take(255).collect();
+    if d.len() < 8 {
+        return None;
+    }
+    let mid = d.len() / 2;
+    let m = *d.select_nth_unstable(mid).1;
+    if m < 2 {
+        return None;
+    }
+    for unit in [1000i64, 10] {
+        let Some(r) = m.checked_add(unit / 2).map(|x| x / unit * unit) else { continue };
+        if r >= 2 && (r - m).unsigned_abs().saturating_mul(100) <= m as u64 {
+            return Some(r as u64);
+        }
+    }
+    Some(m as u64)
 }
 
 fn encode_columnar(ts: &[i64], vals: &[f64], ts_enc: u8, val_enc: u8) -> Option<Vec<u8>> {
