@@ -10,7 +10,8 @@
 //! | `0x01`        | raw: `count` i64 LE timestamps then `count` f64 LE bit patterns |
 //! | `0xTV`        | columnar: `T` = timestamp encoding, `V` = value encoding (below) |
 //!
-//! Timestamp encodings `T`: `1` delta-of-delta bit stream, `2` pco i64.
+//! Timestamp encodings `T`: `1` delta-of-delta bit stream, `2` pco i64, `3` shared (the
+//! timestamps of an earlier chunk in the same chunk file, resolved by `chunk::ChunkFile::read`).
 //! Value encodings `V`: `1` Gorilla XOR bit stream, `2` decimal mantissas in a
 //! bit-packed delta stream, `3` decimal mantissas with pco i64, `4` pco f64.
 //!
