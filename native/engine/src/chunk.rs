@@ -24,8 +24,14 @@ use crate::SeriesId;
 pub const FILE_MAGIC: &[u8; 8] = b"TMCHUNKS";
 /// Last 8 bytes of every chunk file.
 pub const TRAILER_MAGIC: &[u8; 8] = b"TMCKIDX1";
-/// Format version in the file header.
-pub const FORMAT_VERSION: u16 = 1;
+/// Format version written in the file header. Version 2 added chunks whose timestamps are
+/// stored in an earlier chunk of the same file (codec `T =` [`codec::TS_SHARED`]); the
+/// layout is otherwise unchanged, and version 1 files are still read.
+pub const FORMAT_VERSION: u16 = 2;
+/// Oldest format version still read.
+pub const MIN_FORMAT_VERSION: u16 = 1;
+/// How many recent distinct timestamp columns the writer remembers to share with later chunks.
+const SHARED_TS_CANDIDATES: usize = 8;
 /// File header: magic(8) version(u16) flags(u16) reserved(u32) file_id(u64).
 pub const HEADER_LEN: usize = 24;
 /// Trailer: index_offset(u64) chunk_count(u64) index_crc32(u32) reserved(u32) magic(8).
@@ -56,6 +62,13 @@ pub struct ChunkMeta {
 pub struct ChunkFileWriter {
     buf: Vec<u8>,
     metas: Vec<ChunkMeta>,
+    /// (record offset, timestamps) of recent chunks that store their own timestamps; a later
+    /// chunk with identical timestamps references the record instead of storing them again
+    /// (series scraped together share timestamps).
+    recent_ts: Vec<(u64, Vec<i64>)>,
+    /// Format version to write; always [`FORMAT_VERSION`] except in tests that need a
+    /// version 1 file (no shared timestamps, absolute index timestamps).
+    version: u16,
 }
 
 impl Default for ChunkFileWriter {
@@ -68,7 +81,7 @@ impl ChunkFileWriter {
     pub fn new() -> Self {
         let mut buf = Vec::with_capacity(64 * 1024);
         buf.resize(HEADER_LEN, 0); // filled in by `finish` once the file id is known
-        ChunkFileWriter { buf, metas: Vec::new() }
+        ChunkFileWriter { buf, metas: Vec::new(), recent_ts: Vec::new(), version: FORMAT_VERSION }
     }
 
     /// Encode and append one chunk (same precondition as codec::encode, len >= 1).
@@ -79,9 +92,27 @@ impl ChunkFileWriter {
             return;
         }
         let count = u32::try_from(ts.len()).expect("ChunkFileWriter::add: more than u32::MAX points");
-        let (codec_id, body) = codec::encode(ts, vals);
-        let len = u32::try_from(body.len()).expect("ChunkFileWriter::add: chunk body over 4 GiB");
         let offset = self.buf.len() as u64;
+        let shared = self
+            .recent_ts
+            .iter()
+            .rev()
+            .find(|(_, t)| t.as_slice() == ts)
+            .and_then(|(owner, _)| codec::encode_shared_ts(offset - owner, vals));
+        let (codec_id, body) = match shared {
+            Some(enc) => enc,
+            None => {
+                let (codec_id, body) = codec::encode(ts, vals);
+                if codec_id > codec::CODEC_RAW && self.version >= 2 {
+                    if self.recent_ts.len() == SHARED_TS_CANDIDATES {
+                        self.recent_ts.remove(0);
+                    }
+                    self.recent_ts.push((offset, ts.to_vec()));
+                }
+                (codec_id, body)
+            }
+        };
+        let len = u32::try_from(body.len()).expect("ChunkFileWriter::add: chunk body over 4 GiB");
         let (min_ts, max_ts) = (ts[0], ts[ts.len() - 1]);
         let hdr_start = self.buf.len();
         write_record_header(&mut self.buf, series_id, min_ts, max_ts, count, codec_id, len);
@@ -107,6 +138,7 @@ impl ChunkFileWriter {
     pub fn write(self, dir: &Path, file_id: u64) -> Result<(ChunkFile, Vec<ChunkMeta>)> {
         let name = ChunkFile::file_name(file_id);
         let path = dir.join(&name);
+        let version = self.version;
         let tmp = dir.join(format!("{name}.tmp"));
         let (bytes, metas, index_offset) = self.finish(file_id);
         {
@@ -128,29 +160,35 @@ impl ChunkFileWriter {
                 data.len()
             )));
         }
-        Ok((ChunkFile { id: file_id, path: Some(path), data: Data::Mapped(data), index_offset }, metas))
+        Ok((ChunkFile { id: file_id, path: Some(path), data: Data::Mapped(data), index_offset, version }, metas))
     }
 
     /// Same bytes, kept in memory (memory mode: no files at all).
     pub fn into_memory(self, file_id: u64) -> Result<(ChunkFile, Vec<ChunkMeta>)> {
+        let version = self.version;
         let (bytes, metas, index_offset) = self.finish(file_id);
-        Ok((ChunkFile { id: file_id, path: None, data: Data::Owned(bytes), index_offset }, metas))
+        Ok((ChunkFile { id: file_id, path: None, data: Data::Owned(bytes), index_offset, version }, metas))
     }
 
     /// Complete the file image: header with the file id, index, trailer.
     fn finish(self, file_id: u64) -> (Vec<u8>, Vec<ChunkMeta>, u64) {
-        let ChunkFileWriter { mut buf, metas } = self;
+        let ChunkFileWriter { mut buf, metas, version, .. } = self;
         buf[0..8].copy_from_slice(FILE_MAGIC);
-        buf[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        buf[8..10].copy_from_slice(&version.to_le_bytes());
         buf[10..12].copy_from_slice(&0u16.to_le_bytes());
         buf[12..16].copy_from_slice(&0u32.to_le_bytes());
         buf[16..24].copy_from_slice(&file_id.to_le_bytes());
         let index_offset = buf.len() as u64;
         let mut prev_offset = 0u64;
+        let mut prev_min_ts = 0i64;
         for m in &metas {
             put_varint(&mut buf, m.series_id);
             put_varint(&mut buf, m.offset - prev_offset);
-            put_varint(&mut buf, zigzag(m.min_ts));
+            // format 2: min_ts relative to the previous entry's (chunks of one flush or merge
+            // cover the same time range, so this is usually one byte instead of six)
+            let base = if version >= 2 { prev_min_ts } else { 0 };
+            put_varint(&mut buf, zigzag(m.min_ts.wrapping_sub(base)));
+            prev_min_ts = m.min_ts;
             put_varint(&mut buf, (m.max_ts as u64).wrapping_sub(m.min_ts as u64));
             put_varint(&mut buf, m.count as u64);
             buf.push(m.codec);
@@ -202,6 +240,8 @@ pub struct ChunkFile {
     data: Data,
     /// End of the chunk records (start of the index).
     index_offset: u64,
+    /// Format version from the file header.
+    version: u16,
 }
 
 fn map_file(path: &Path) -> Result<memmap2::Mmap> {
@@ -223,10 +263,10 @@ impl ChunkFile {
     /// restart must be fast with ~1M chunks). A file whose footer is missing/corrupt -> Err(Corrupt) naming the file.
     pub fn open(path: &Path, file_id: u64) -> Result<(ChunkFile, Vec<ChunkMeta>)> {
         let data = map_file(path)?;
-        let (metas, index_offset) = parse_footer(&data, file_id)
+        let (metas, index_offset, version) = parse_footer(&data, file_id)
             .map_err(|msg| Error::corrupt(format!("chunk file {}: {msg}", path.display())))?;
         Ok((
-            ChunkFile { id: file_id, path: Some(path.to_path_buf()), data: Data::Mapped(data), index_offset },
+            ChunkFile { id: file_id, path: Some(path.to_path_buf()), data: Data::Mapped(data), index_offset, version },
             metas,
         ))
     }
@@ -234,10 +274,10 @@ impl ChunkFile {
     /// Open a chunk file image held in memory (for example one produced by `into_memory`
     /// and copied), validating it exactly like [`ChunkFile::open`].
     pub fn from_bytes(bytes: Vec<u8>, file_id: u64) -> Result<(ChunkFile, Vec<ChunkMeta>)> {
-        let (metas, index_offset) = parse_footer(&bytes, file_id).map_err(|msg| {
+        let (metas, index_offset, version) = parse_footer(&bytes, file_id).map_err(|msg| {
             Error::corrupt(format!("chunk file <memory>/{}: {msg}", Self::file_name(file_id)))
         })?;
-        Ok((ChunkFile { id: file_id, path: None, data: Data::Owned(bytes), index_offset }, metas))
+        Ok((ChunkFile { id: file_id, path: None, data: Data::Owned(bytes), index_offset, version }, metas))
     }
 
     pub fn id(&self) -> u64 {
@@ -272,41 +312,76 @@ impl ChunkFile {
         }
     }
 
+    /// Format version of the file (1 or 2).
+    pub fn version(&self) -> u16 {
+        self.version
+    }
+
     /// Decode one chunk, verifying its crc32 -> Err(Corrupt) naming file and offset on mismatch.
+    /// A chunk whose timestamps are stored in an earlier chunk (format 2, codec
+    /// `T =` [`codec::TS_SHARED`]) reads them from that chunk, whose crc is verified too.
     pub fn read(&self, meta: &ChunkMeta, ts_out: &mut Vec<i64>, vals_out: &mut Vec<f64>) -> Result<()> {
         let err = |msg: String| {
             Error::corrupt(format!("chunk file {} offset {}: {msg}", self.display_name(), meta.offset))
         };
+        let (on_disk, body) = self.record(meta.offset).map_err(err)?;
+        if on_disk != *meta {
+            return Err(err(format!("chunk header {on_disk:?} does not match index entry {meta:?}")));
+        }
+        let count = meta.count as usize;
+        let back = match codec::shared_ts_ref(meta.codec, body) {
+            Ok(None) => {
+                return codec::decode(meta.codec, body, count, ts_out, vals_out).map_err(|e| err(e.message))
+            }
+            Ok(Some(back)) => back,
+            Err(e) => return Err(err(e.message)),
+        };
+        if self.version < 2 {
+            return Err(err(format!("shared timestamps in a format {} file", self.version)));
+        }
+        let owner_offset = meta.offset.checked_sub(back).ok_or_else(|| err("shared timestamps before the file start".into()))?;
+        let (owner, owner_body) = self
+            .record(owner_offset)
+            .map_err(|m| err(format!("shared timestamps at offset {owner_offset}: {m}")))?;
+        if owner.codec >> 4 == codec::TS_SHARED
+            || (owner.count, owner.min_ts, owner.max_ts) != (meta.count, meta.min_ts, meta.max_ts)
+        {
+            return Err(err(format!("shared timestamps at offset {owner_offset} do not fit: {owner:?}")));
+        }
+        let ts_start = ts_out.len();
+        codec::decode_ts(owner.codec, owner_body, count, ts_out)
+            .map_err(|e| err(format!("shared timestamps at offset {owner_offset}: {}", e.message)))?;
+        if let Err(e) = codec::decode_values(meta.codec, body, count, vals_out) {
+            ts_out.truncate(ts_start);
+            return Err(err(e.message));
+        }
+        Ok(())
+    }
+
+    /// The record at `offset`: its header fields (with offset and crc) and body, crc verified.
+    fn record(&self, offset: u64) -> std::result::Result<(ChunkMeta, &[u8]), String> {
         let records = &self.bytes()[..self.index_offset as usize];
-        let start = usize::try_from(meta.offset)
+        let start = usize::try_from(offset)
             .ok()
             .filter(|&o| o >= HEADER_LEN && o < records.len())
-            .ok_or_else(|| err("offset outside the chunk area".into()))?;
+            .ok_or_else(|| "offset outside the chunk area".to_string())?;
         let rec = &records[start..];
         let mut pos = 0usize;
-        let hdr = parse_record_header(rec, &mut pos).ok_or_else(|| err("truncated chunk header".into()))?;
+        let hdr = parse_record_header(rec, &mut pos).ok_or_else(|| "truncated chunk header".to_string())?;
         let crc_end = pos + 4;
         let body_end = crc_end
             .checked_add(hdr.len as usize)
             .filter(|&e| e <= rec.len())
-            .ok_or_else(|| err("chunk body runs past the chunk area".into()))?;
+            .ok_or_else(|| "chunk body runs past the chunk area".to_string())?;
         let stored_crc = u32::from_le_bytes(rec[pos..crc_end].try_into().unwrap());
         let mut h = crc32fast::Hasher::new();
         h.update(&rec[..pos]);
         h.update(&rec[crc_end..body_end]);
         let actual = h.finalize();
-        if actual != meta.crc32 || stored_crc != meta.crc32 {
-            return Err(err(format!(
-                "crc mismatch (index {:#010x}, header {:#010x}, computed {:#010x})",
-                meta.crc32, stored_crc, actual
-            )));
+        if actual != stored_crc {
+            return Err(format!("crc mismatch (header {stored_crc:#010x}, computed {actual:#010x})"));
         }
-        let on_disk = ChunkMeta { offset: meta.offset, crc32: stored_crc, ..hdr };
-        if on_disk != *meta {
-            return Err(err(format!("chunk header {on_disk:?} does not match index entry {meta:?}")));
-        }
-        codec::decode(meta.codec, &rec[crc_end..body_end], meta.count as usize, ts_out, vals_out)
-            .map_err(|e| err(e.message))
+        Ok((ChunkMeta { offset, crc32: stored_crc, ..hdr }, &rec[crc_end..body_end]))
     }
 
     /// Parse a file name like "00000000000000ab.chunks" -> Some(0xab).
@@ -339,7 +414,7 @@ fn parse_record_header(rec: &[u8], pos: &mut usize) -> Option<ChunkMeta> {
 }
 
 /// Validate header and trailer, check the index crc, decode the index.
-fn parse_footer(data: &[u8], file_id: u64) -> std::result::Result<(Vec<ChunkMeta>, u64), String> {
+fn parse_footer(data: &[u8], file_id: u64) -> std::result::Result<(Vec<ChunkMeta>, u64, u16), String> {
     let size = data.len();
     if size < HEADER_LEN + TRAILER_LEN {
         return Err(format!("{size} bytes is shorter than header and footer"));
@@ -348,7 +423,7 @@ fn parse_footer(data: &[u8], file_id: u64) -> std::result::Result<(Vec<ChunkMeta
         return Err("bad file magic".into());
     }
     let version = u16::from_le_bytes([data[8], data[9]]);
-    if version != FORMAT_VERSION {
+    if !(MIN_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
         return Err(format!("unsupported format version {version}"));
     }
     let stored_id = u64::from_le_bytes(data[16..24].try_into().unwrap());
@@ -381,11 +456,16 @@ fn parse_footer(data: &[u8], file_id: u64) -> std::result::Result<(Vec<ChunkMeta
     let mut metas = Vec::with_capacity(chunk_count as usize);
     let mut pos = 0usize;
     let mut offset = 0u64;
+    let mut prev_min_ts = 0i64;
     let bad = |i: u64| format!("index entry {i} malformed");
     for i in 0..chunk_count {
         let series_id = get_varint(index, &mut pos).ok_or_else(|| bad(i))?;
         offset = offset.checked_add(get_varint(index, &mut pos).ok_or_else(|| bad(i))?).ok_or_else(|| bad(i))?;
-        let min_ts = unzigzag(get_varint(index, &mut pos).ok_or_else(|| bad(i))?);
+        let mut min_ts = unzigzag(get_varint(index, &mut pos).ok_or_else(|| bad(i))?);
+        if version >= 2 {
+            min_ts = min_ts.wrapping_add(prev_min_ts);
+            prev_min_ts = min_ts;
+        }
         let span = get_varint(index, &mut pos).ok_or_else(|| bad(i))?;
         let max_ts = (min_ts as u64).wrapping_add(span) as i64;
         let count = get_varint(index, &mut pos).and_then(|c| u32::try_from(c).ok()).ok_or_else(|| bad(i))?;
@@ -403,7 +483,7 @@ fn parse_footer(data: &[u8], file_id: u64) -> std::result::Result<(Vec<ChunkMeta
     if pos != index.len() {
         return Err(format!("{} trailing bytes after the index", index.len() - pos));
     }
-    Ok((metas, index_offset))
+    Ok((metas, index_offset, version))
 }
 
 #[inline]
@@ -658,6 +738,164 @@ mod tests {
         assert_eq!(m, metas);
         // missing file is an io error
         assert_eq!(ChunkFile::open(&dir.path().join("nope.chunks"), 9).err().unwrap().kind, ErrorKind::Io);
+    }
+
+    fn bits(v: &[f64]) -> Vec<u64> {
+        v.iter().map(|x| x.to_bits()).collect()
+    }
+
+    /// Series of one scrape target share timestamps: only the first chunk stores them.
+    #[test]
+    fn chunk_shared_timestamps_round_trip() {
+        let ts_a: Vec<i64> = (0..2160).map(|i| 1_764_000_000_000 + i * 10_000 + (i * 7) % 5 + 1).collect();
+        let ts_b: Vec<i64> = ts_a.iter().map(|t| t + 3).collect();
+        let mut expect: Vec<(u64, Vec<i64>, Vec<f64>)> = Vec::new();
+        let mut w = ChunkFileWriter::new();
+        for k in 0..40u64 {
+            // A, A, B, A, B, ... short, single-point and special-valued chunks in between
+            let ts = match k % 5 {
+                0 | 1 | 3 => ts_a.clone(),
+                2 => ts_b.clone(),
+                _ => ts_a[..1 + (k as usize % 3)].to_vec(),
+            };
+            let vals: Vec<f64> = (0..ts.len())
+                .map(|i| match (i + k as usize) % 97 {
+                    0 => f64::from_bits(STALE_NAN_BITS),
+                    1 => -0.0,
+                    2 => f64::NEG_INFINITY,
+                    3 => f64::from_bits(0x7ff8_0000_dead_beef),
+                    _ => ((i * 31 + k as usize * 7) % 1000) as f64 / 10.0,
+                })
+                .collect();
+            w.add(k, &ts, &vals);
+            expect.push((k, ts, vals));
+        }
+        let (file, metas) = w.into_memory(5).unwrap();
+        assert_eq!(file.version(), FORMAT_VERSION);
+        // every full-length chunk but the first of ts_a (k = 0) and of ts_b (k = 2) shares
+        for m in &metas {
+            let is_shared = m.codec >> 4 == codec::TS_SHARED;
+            if m.count == 2160 {
+                assert_eq!(is_shared, m.series_id != 0 && m.series_id != 2, "{m:?}");
+            }
+        }
+        assert!(metas.iter().filter(|m| m.count < 10 && m.codec >> 4 == codec::TS_SHARED).count() >= 3);
+        check_all(&file, &metas, &expect);
+        let (again, m2) = ChunkFile::from_bytes(file.bytes().to_vec(), 5).unwrap();
+        assert_eq!(m2, metas);
+        check_all(&again, &m2, &expect);
+        // the same chunks without sharing are much larger
+        let unshared: usize = expect.iter().map(|(_, t, v)| codec::encode(t, v).1.len()).sum();
+        let bodies: usize = metas.iter().map(|m| m.len as usize).sum();
+        assert!(bodies * 10 < unshared * 8, "shared {bodies} vs unshared {unshared}");
+    }
+
+    #[test]
+    fn chunk_format_1_files_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = ChunkFileWriter::new();
+        w.version = 1;
+        let ts: Vec<i64> = (0..700).map(|i| 1_700_000_000_000 + i * 10_000).collect();
+        let mut expect = Vec::new();
+        for k in 0..6u64 {
+            let vals: Vec<f64> = (0..700).map(|i| ((i * 13 + k as usize) % 500) as f64 / 100.0).collect();
+            let t: Vec<i64> = ts.iter().map(|x| x + k as i64 * 1000).collect();
+            w.add(k, &ts, &vals); // identical timestamps: not shared in format 1
+            w.add(k + 100, &t, &vals);
+            expect.push((k, ts.clone(), vals.clone()));
+            expect.push((k + 100, t, vals));
+        }
+        let (f, metas) = w.write(dir.path(), 4).unwrap();
+        assert_eq!(f.version(), 1);
+        assert!(metas.iter().all(|m| m.codec >> 4 != codec::TS_SHARED));
+        let (f1, m1) = ChunkFile::open(f.path().unwrap(), 4).unwrap();
+        assert_eq!((f1.version(), &m1), (1, &metas));
+        check_all(&f1, &m1, &expect);
+    }
+
+    #[test]
+    fn chunk_shared_timestamps_corruption() {
+        // starts at 0 so the index reads the same as format 1 (absolute min_ts) and 2 (deltas)
+        let ts: Vec<i64> = (0..600).map(|i| i * 15_000 + i % 3).collect();
+        let mut w = ChunkFileWriter::new();
+        for k in 0..4u64 {
+            let vals: Vec<f64> = (0..600).map(|i| (i as f64 + k as f64) * 0.25).collect();
+            w.add(k, &ts, &vals);
+        }
+        let (file, metas) = w.into_memory(2).unwrap();
+        assert_eq!(metas[0].codec >> 4, codec::TS_PCO);
+        assert!(metas[1..].iter().all(|m| m.codec >> 4 == codec::TS_SHARED));
+        let good = file.bytes().to_vec();
+        let (mut t, mut v) = (Vec::new(), Vec::new());
+        // damage in the owner's body: its own read and every sharer's read fail cleanly
+        let mut b = good.clone();
+        b[(metas[1].offset - 2) as usize] ^= 0x08;
+        let (f, _) = ChunkFile::from_bytes(b, 2).unwrap();
+        for m in &metas {
+            let e = f.read(m, &mut t, &mut v).unwrap_err();
+            assert_eq!(e.kind, ErrorKind::Corrupt);
+            assert!(e.message.contains("crc mismatch"), "{}", e.message);
+            assert!(t.is_empty() && v.is_empty());
+        }
+        // a format 1 file must not contain shared timestamps
+        let mut b = good.clone();
+        b[8..10].copy_from_slice(&1u16.to_le_bytes());
+        let (f, m1) = ChunkFile::from_bytes(b, 2).unwrap();
+        assert_eq!(f.version(), 1);
+        f.read(&m1[0], &mut t, &mut v).unwrap();
+        t.clear();
+        v.clear();
+        let e = f.read(&m1[2], &mut t, &mut v).unwrap_err();
+        assert!(e.message.contains("format 1"), "{}", e.message);
+        assert!(t.is_empty() && v.is_empty());
+        // unknown future versions are refused on open
+        let mut b = good.clone();
+        b[8..10].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
+        assert_eq!(ChunkFile::from_bytes(b, 2).err().unwrap().kind, ErrorKind::Corrupt);
+        // a rewritten reference (crc fixed up) pointing at a sharer, the header, or before
+        // the file start is refused, never decoded blindly
+        for back in [metas[3].offset - metas[1].offset, metas[3].offset - 10, metas[3].offset + 5, 1] {
+            let mut vals = Vec::new();
+            codec::decode_values(metas[3].codec, body_of(&good, &metas[3]), 600, &mut vals).unwrap();
+            let (c, body) = codec::encode_shared_ts(back, &vals).unwrap();
+            let mut w = ChunkFileWriter::new();
+            w.buf.truncate(0);
+            w.buf.extend_from_slice(&good[..metas[3].offset as usize]);
+            w.metas = metas[..3].to_vec();
+            let off = w.buf.len() as u64;
+            let hdr = w.buf.len();
+            write_record_header(&mut w.buf, 3, ts[0], ts[599], 600, c, body.len() as u32);
+            let mut h = crc32fast::Hasher::new();
+            h.update(&w.buf[hdr..]);
+            h.update(&body);
+            let crc32 = h.finalize();
+            w.buf.extend_from_slice(&crc32.to_le_bytes());
+            w.buf.extend_from_slice(&body);
+            w.metas.push(ChunkMeta { series_id: 3, min_ts: ts[0], max_ts: ts[599], count: 600, codec: c, offset: off, len: body.len() as u32, crc32 });
+            let (f, m) = w.into_memory(2).unwrap();
+            f.read(&m[0], &mut t, &mut v).unwrap();
+            t.clear();
+            v.clear();
+            let e = f.read(&m[3], &mut t, &mut v).unwrap_err();
+            assert_eq!(e.kind, ErrorKind::Corrupt, "back {back}");
+            assert!(t.is_empty() && v.is_empty());
+        }
+        // the intact file reads bit-exact
+        let (f, m) = ChunkFile::from_bytes(good, 2).unwrap();
+        for (k, meta) in m.iter().enumerate() {
+            t.clear();
+            v.clear();
+            f.read(meta, &mut t, &mut v).unwrap();
+            assert_eq!(t, ts);
+            assert_eq!(bits(&v), bits(&(0..600).map(|i| (i as f64 + k as f64) * 0.25).collect::<Vec<_>>()));
+        }
+    }
+
+    fn body_of<'a>(file: &'a [u8], m: &ChunkMeta) -> &'a [u8] {
+        let rec = &file[m.offset as usize..];
+        let mut pos = 0;
+        parse_record_header(rec, &mut pos).unwrap();
+        &rec[pos + 4..pos + 4 + m.len as usize]
     }
 
     #[test]

@@ -28,6 +28,11 @@ pub fn pco_column<T: Number>(nums: &[T], config: ChunkConfig) -> Option<Vec<u8>>
     pco_compress_cfg(nums, config)
 }
 
+/// Decode a column written by [`pco_column`] (panics on error: measurement only).
+pub fn pco_decode_i64(src: &[u8], n: usize) -> Vec<i64> {
+    super::pcodec::pco_decompress::<i64>(src, n, "measure").unwrap()
+}
+
 /// Values split as the decimal value encodings split them.
 pub struct DecimalColumn {
     /// The chunk's common scale: value = mantissa / 10^scale.

@@ -243,3 +243,72 @@ fn codec_corrupt_input_is_error_not_panic() {
     assert!(decode(CODEC_EMPTY, &[1u8], 0, &mut t, &mut v).is_err());
     assert!(decode(CODEC_EMPTY, &[], 1, &mut t, &mut v).is_err());
 }
+
+#[test]
+fn codec_shared_timestamps_body() {
+    let data = devops_dataset(1, 1200, 8);
+    let mut rng = StdRng::seed_from_u64(3);
+    let mut cases: Vec<Vec<f64>> = data.iter().map(|s| s.vals.clone()).collect();
+    cases.push(specials());
+    cases.push((0..700).map(|_| f64::from_bits(rng.gen())).collect());
+    cases.push(vec![f64::from_bits(STALE_NAN_BITS)]);
+    cases.push(vec![-0.0; 3]);
+    for vals in &cases {
+        for n in [1usize, 2, 120, vals.len()] {
+            let v = &vals[..n.min(vals.len())];
+            for back in [1u64, 300, u64::MAX] {
+                let (codec, body) = encode_shared_ts(back, v).unwrap();
+                assert_eq!(codec >> 4, TS_SHARED, "{}", codec_name(codec));
+                assert_eq!(shared_ts_ref(codec, &body).unwrap(), Some(back));
+                let mut out = vec![1.0];
+                decode_values(codec, &body, v.len(), &mut out).unwrap();
+                assert_eq!(out.len(), v.len() + 1);
+                for (a, b) in out[1..].iter().zip(v) {
+                    assert_eq!(a.to_bits(), b.to_bits());
+                }
+                // plain decode and decode_ts refuse it: the timestamps are elsewhere
+                let (mut t, mut o) = (Vec::new(), Vec::new());
+                assert_eq!(decode(codec, &body, v.len(), &mut t, &mut o).unwrap_err().kind, crate::ErrorKind::Corrupt);
+                assert!(decode_ts(codec, &body, v.len(), &mut t).is_err());
+                assert!(t.is_empty() && o.is_empty());
+                // truncations and flips: Err or same-length output, never a panic
+                for cut in 0..body.len() {
+                    let mut o = vec![2.0];
+                    let r1 = shared_ts_ref(codec, &body[..cut]);
+                    if decode_values(codec, &body[..cut], v.len(), &mut o).is_err() {
+                        assert_eq!(o.len(), 1);
+                    }
+                    let _ = r1;
+                }
+                let mut g = body.clone();
+                for _ in 0..20 {
+                    let i = rng.gen_range(0..g.len());
+                    g[i] ^= 1 << rng.gen_range(0..8);
+                    let mut o = Vec::new();
+                    if decode_values(codec, &g, v.len(), &mut o).is_ok() {
+                        assert_eq!(o.len(), v.len());
+                    }
+                    let _ = shared_ts_ref(codec, &g);
+                }
+            }
+        }
+    }
+    assert!(encode_shared_ts(0, &[1.0]).is_none());
+    assert!(encode_shared_ts(5, &[]).is_none());
+    // decode_ts / decode_values split every ordinary body exactly like decode
+    for s in &data {
+        for n in [1usize, 7, 600] {
+            for ts_enc in [TS_DOD_BITS, TS_PCO] {
+                for val_enc in [VAL_GORILLA, VAL_DEC_PACKED, VAL_DEC_PCO, VAL_PCO_F64] {
+                    let (c, b) = encode_with(&s.ts[..n], &s.vals[..n], ts_enc, val_enc);
+                    assert_eq!(shared_ts_ref(c, &b).unwrap(), None);
+                    let (mut t, mut v) = (Vec::new(), Vec::new());
+                    decode_ts(c, &b, n, &mut t).unwrap();
+                    decode_values(c, &b, n, &mut v).unwrap();
+                    assert_eq!(t, &s.ts[..n]);
+                    assert!(v.iter().zip(&s.vals[..n]).all(|(a, b)| a.to_bits() == b.to_bits()));
+                }
+            }
+        }
+    }
+}
