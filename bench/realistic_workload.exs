@@ -47,7 +47,7 @@ defmodule Bench.Workload do
 
   def level(server, n_agents, series_of, interval, level_ms) do
     now = System.monotonic_time(:millisecond)
-    start_at = now + 200
+    start_at = now + 200 + div(n_agents, 10)
     stop_at = start_at + level_ms
     parent = self()
     client0 = Stats.cpu_seconds(System.pid())
@@ -57,7 +57,10 @@ defmodule Bench.Workload do
     pids =
       for i <- 0..(n_agents - 1) do
         first = start_at + :rand.uniform(interval) - 1
-        spawn_link(fn -> send(parent, {:agent, self(), agent(server.http_port, series_of.(i), first, interval, stop_at)}) end)
+        # bind the agent's own series here: the closure must not capture the whole table
+        series = series_of.(i)
+        port = server.http_port
+        spawn_link(fn -> send(parent, {:agent, self(), agent(port, series, first, interval, stop_at)}) end)
       end
 
     results = collect(pids, stop_at + 30_000, [])
