@@ -11,7 +11,7 @@ defmodule TimelessMetrics.WireFormats do
       iex> IO.iodata_to_binary(W.prometheus_text(points))
       "up{job=\\"a\\"} 1 1000\\nup{job=\\"a\\"} NaN 2000\\n"
       iex> IO.iodata_to_binary(W.vm_json(points))
-      ~s({"metric":{"__name__":"up","job":"a"},"values":[1,NaN],"timestamps":[1000,2000]}\\n)
+      ~s({"metric":{"job":"a","__name__":"up"},"values":[1,NaN],"timestamps":[1000,2000]}\\n)
       iex> IO.iodata_to_binary(W.influx([{"cpu_usage_user", %{"host" => "h 1"}, 1.5, 1000}]))
       "cpu,host=h\\\\ 1 usage_user=1.5 1000000000\\n"
       iex> W.snappy_literal("abc")
