@@ -4,4 +4,5 @@ defmodule TimelessMetrics.DoctestTest do
   doctest TimelessMetrics.Points
   doctest TimelessMetrics.Matchers
   doctest TimelessMetrics.Options
+  doctest TimelessMetrics.WireFormats
 end

@@ -46,10 +46,9 @@ defmodule Bench.Devops do
       @counters ++ ~w(kernel_boot_time system_load1 system_load5 system_load15)
   end
 
-  @doc "Every series as `{metric, labels}` for `hosts` hosts."
-  def series(hosts) do
-    for h <- 0..(hosts - 1), labels = host_labels(h), m <- metrics(), do: {m, labels}
-  end
+  @doc "Every series as `{metric, labels}` for `hosts` hosts (or for a range of host numbers)."
+  def series(hosts) when is_integer(hosts), do: series(0..(hosts - 1))
+  def series(%Range{} = hosts), do: for(h <- hosts, labels = host_labels(h), m <- metrics(), do: {m, labels})
 
   @doc "How a metric moves: one of :cpu, :constant, :percent, :mem, :disk, :load, :bytes_counter, :rare_counter, :counter."
   def kind(metric) do
@@ -111,7 +110,8 @@ defmodule Bench.Devops do
   @doc """
   Points for `hosts` hosts over `steps` intervals starting at `start_ms`, as a list of
   batches; each batch is a list of `{metric, labels, value, ts_ms}` for one time step of
-  every series (so a batch has `39 * hosts` points).
+  every series (so a batch has `39 * hosts` points). `hosts` may be a range of host
+  numbers, to generate host groups in parallel (give each group its own seed).
   """
   def batches(hosts, start_ms, steps, interval_ms \\ 10_000, seed \\ 42) do
     series = series(hosts)

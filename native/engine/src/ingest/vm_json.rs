@@ -1,8 +1,9 @@
 //! VictoriaMetrics JSON line format (`/api/v1/import`, what `/api/v1/export` writes).
 //!
 //! One object per line: `{"metric":{"__name__":"x","job":"y"},"values":[1,2.5],"timestamps":[ms,ms]}`.
-//! Values are JSON numbers, `null` (NaN, as VictoriaMetrics's export writes NaN) or strings
-//! holding a number or `Inf`/`-Inf`/`Infinity`/`NaN` (any case). Timestamps are integer
+//! Values are JSON numbers, `null` (NaN), the bare tokens `NaN`/`Inf`/`+Inf`/`-Inf` that
+//! VictoriaMetrics's export writes (not JSON, but what VM 1.79 exports and imports), or
+//! strings holding a number or `Inf`/`-Inf`/`Infinity`/`NaN` (any case). Timestamps are integer
 //! milliseconds. Other keys are skipped. The raw-cache key is the `metric` object's bytes
 //! as sent; label strings are unescaped (`\uXXXX` and surrogate pairs included) only on a
 //! miss. A small hand-written reader: no DOM, no allocation per line on the hit path.
@@ -304,8 +305,8 @@ fn value(c: &mut Cur) -> Option<f64> {
         }
         _ => match c.token() {
             b"null" => Some(f64::NAN),
-            t if t.first().is_some_and(|&x| x == b'-' || x.is_ascii_digit()) => parse_f64(t),
-            _ => None,
+            // numbers, and the bare `NaN` / `+Inf` / `-Inf` VictoriaMetrics's export writes
+            t => parse_f64(t),
         },
     }
 }
@@ -434,6 +435,21 @@ mod tests {
         assert_eq!(ts, (1..=9).collect::<Vec<_>>());
         assert!(v[0].is_nan() && v[1].is_nan());
         assert_eq!(&v[2..], &[f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, 12.5, 1000.0]);
+    }
+
+    #[test]
+    fn ingest_vmjson_bare_specials_as_vm_exports_them() {
+        let store = store();
+        let body = br#"{"metric":{"__name__":"bare"},"values":[1,+Inf,-Inf,NaN,Inf],"timestamps":[1,2,3,4,5]}
+{"metric":{"__name__":"bare_bad"},"values":[true],"timestamps":[1]}"#;
+        let r = run(&store, body);
+        assert_eq!(r.rejected.len(), 1);
+        assert_eq!(r.rejected[0].line, 2);
+        let (ts, v) = read_all(&store, id_of(&store, "bare", &[]));
+        assert_eq!(ts, vec![1, 2, 3, 4, 5]);
+        assert_eq!(&v[..3], &[1.0, f64::INFINITY, f64::NEG_INFINITY]);
+        assert!(v[3].is_nan());
+        assert_eq!(v[4], f64::INFINITY);
     }
 
     #[test]
