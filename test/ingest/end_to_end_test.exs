@@ -10,7 +10,7 @@ defmodule TimelessMetrics.Ingest.EndToEndTest do
   import TimelessMetrics.IngestHelpers
 
   alias TimelessMetrics, as: TM
-  alias TimelessMetrics.{DB, IngestStats, TestStore}
+  alias TimelessMetrics.{DB, IngestStats, TestStore, WriterProcess}
   alias TimelessMetrics.HTTP.Ingest, as: Handler
   alias TimelessMetrics.Ingest.Spool
 
@@ -30,67 +30,106 @@ defmodule TimelessMetrics.Ingest.EndToEndTest do
     """
 
     req = request(:zlib.gzip(body), %{"extra_label" => "dc=eu"}, %{"content-encoding" => "gzip"})
+
     ExUnit.CaptureLog.capture_log(fn ->
       assert {204, _, _} = Handler.handle(:prometheus_text, req, config(s))
       await_drained(s)
     end)
 
-    assert TM.query(s, "e2e_requests_total", %{"code" => "200", "dc" => "eu"}, from: 0, unit: :millisecond) == {:ok, [{@t, 5.0}]}
-    assert TM.query(s, "e2e_requests_total", %{"code" => "500", "dc" => "eu"}, from: 0, unit: :millisecond) == {:ok, [{@t, 1.0}]}
+    assert TM.query(s, "e2e_requests_total", %{"code" => "200", "dc" => "eu"},
+             from: 0,
+             unit: :millisecond
+           ) == {:ok, [{@t, 5.0}]}
+
+    assert TM.query(s, "e2e_requests_total", %{"code" => "500", "dc" => "eu"},
+             from: 0,
+             unit: :millisecond
+           ) == {:ok, [{@t, 1.0}]}
 
     snap = IngestStats.snapshot(s)
     assert snap.points.prometheus_text == 2
     assert [{{:prometheus_text, _reason}, 1}] = Map.to_list(snap.rejected)
 
     assert {:ok, %{rows: [["counter", "Requests served."]]}} =
-             DB.query(s, "SELECT type, help FROM metric_metadata WHERE metric_name = ?1", ["e2e_requests_total"])
+             DB.query(s, "SELECT type, help FROM metric_metadata WHERE metric_name = ?1", [
+               "e2e_requests_total"
+             ])
   end
 
   test "Influx line protocol with db and precision", %{tmp_dir: dir} do
     s = TestStore.start!(data_dir: dir)
     q = %{"db" => "telegraf", "precision" => "s"}
-    assert {204, _, _} = Handler.handle(:influx, request("e2e_cpu,host=a usage=1.5 1700000000\n", q), config(s))
+
+    assert {204, _, _} =
+             Handler.handle(
+               :influx,
+               request("e2e_cpu,host=a usage=1.5 1700000000\n", q),
+               config(s)
+             )
+
     await_drained(s)
 
-    assert {:ok, [row]} = TM.query_multi(s, nil, %{"host" => "a", "db" => "telegraf"}, from: 0, unit: :millisecond)
+    assert {:ok, [row]} =
+             TM.query_multi(s, nil, %{"host" => "a", "db" => "telegraf"},
+               from: 0,
+               unit: :millisecond
+             )
+
     assert String.starts_with?(row.metric, "e2e_cpu")
     assert row.points == [{@t, 1.5}]
   end
 
-  test "VictoriaMetrics JSON lines, and the timestamp parameter for samples without one", %{tmp_dir: dir} do
+  test "VictoriaMetrics JSON lines, and the timestamp parameter for samples without one", %{
+    tmp_dir: dir
+  } do
     s = TestStore.start!(data_dir: dir)
-    line = ~s({"metric":{"__name__":"e2e_vm","a":"b"},"values":[1,2],"timestamps":[#{@t},#{@t + 1000}]}\n)
+
+    line =
+      ~s({"metric":{"__name__":"e2e_vm","a":"b"},"values":[1,2],"timestamps":[#{@t},#{@t + 1000}]}\n)
+
     assert {204, _, _} = Handler.handle(:vm_json, request(line), config(s))
-    assert {204, _, _} = Handler.handle(:prometheus_text, request("e2e_nots 3\n", %{"timestamp" => "1700000000"}), config(s))
+
+    assert {204, _, _} =
+             Handler.handle(
+               :prometheus_text,
+               request("e2e_nots 3\n", %{"timestamp" => "1700000000"}),
+               config(s)
+             )
+
     await_drained(s)
 
-    assert TM.query(s, "e2e_vm", %{"a" => "b"}, from: 0, unit: :millisecond) == {:ok, [{@t, 1.0}, {@t + 1000, 2.0}]}
+    assert TM.query(s, "e2e_vm", %{"a" => "b"}, from: 0, unit: :millisecond) ==
+             {:ok, [{@t, 1.0}, {@t + 1000, 2.0}]}
+
     assert TM.query(s, "e2e_nots", %{}, from: 0, unit: :millisecond) == {:ok, [{@t, 3.0}]}
   end
 
   test "every body answered 204 is stored after kill -9 of the VM", %{tmp_dir: dir} do
     port = start_writer(dir)
-    {:os_pid, os_pid} = Port.info(port, :os_pid)
-    acked = read_acks(port, -1, 30)
-    {_, 0} = System.cmd("kill", ["-9", "#{os_pid}"])
-    acked = drain(port, acked)
+    acked = WriterProcess.acks(port, 30)
+    :ok = WriterProcess.kill(port)
+    acked = WriterProcess.drain(port, acked)
 
     s = TestStore.start!(data_dir: dir)
     await_drained(s, 60_000)
     assert Path.wildcard(Path.join(Spool.dir(dir), "*.req")) == []
 
     {:ok, rows} = TM.query_multi(s, "e2e_crash", %{}, from: 0, unit: :millisecond)
-    got = rows |> Enum.flat_map(fn r -> Enum.map(r.points, fn {t, _} -> {r.labels["w"], t} end) end) |> MapSet.new()
 
-    for b <- 0..acked, i <- 0..99 do
+    got =
+      rows
+      |> Enum.flat_map(fn r -> Enum.map(r.points, fn {t, _} -> {r.labels["w"], t} end) end)
+      |> MapSet.new()
+
+    for b <- acked, i <- 0..99 do
       key = {"#{rem(i, 10)}", @t + b * 100 + i}
-      assert MapSet.member?(got, key), "point #{inspect(key)} of body #{b} was answered 204 but is missing"
+
+      assert MapSet.member?(got, key),
+             "point #{inspect(key)} of body #{b} was answered 204 but is missing"
     end
   end
 
   defp start_writer(dir) do
-    ebin = :code.lib_dir(:timeless_metrics, :ebin) |> to_string()
-
     script = """
     {:ok, _} = TimelessMetrics.start_link(name: :e2e_crash, data_dir: #{inspect(dir)}, maintenance_interval: 20)
     config = %{store: :e2e_crash, max_body_bytes: 1_048_576}
@@ -109,37 +148,6 @@ defmodule TimelessMetrics.Ingest.EndToEndTest do
     end)
     """
 
-    Port.open({:spawn_executable, System.find_executable("elixir")}, [
-      :binary,
-      :exit_status,
-      {:line, 1024},
-      args: ["-pa", ebin, "-e", script]
-    ])
-  end
-
-  defp read_acks(port, last, want) do
-    receive do
-      {^port, {:data, {:eol, "ack " <> n}}} ->
-        n = String.to_integer(n)
-        if n >= want, do: n, else: read_acks(port, n, want)
-
-      {^port, {:data, _other}} ->
-        read_acks(port, last, want)
-
-      {^port, {:exit_status, status}} ->
-        flunk("writer exited with #{status} after ack #{last}")
-    after
-      60_000 -> flunk("writer gave no ack within 60 s (last #{last})")
-    end
-  end
-
-  defp drain(port, last) do
-    receive do
-      {^port, {:data, {:eol, "ack " <> n}}} -> drain(port, max(last, String.to_integer(n)))
-      {^port, {:data, _}} -> drain(port, last)
-      {^port, {:exit_status, _}} -> last
-    after
-      10_000 -> last
-    end
+    WriterProcess.start(script)
   end
 end

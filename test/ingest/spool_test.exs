@@ -7,7 +7,7 @@ defmodule TimelessMetrics.Ingest.SpoolTest do
   import ExUnit.CaptureLog
 
   alias TimelessMetrics.HTTP.Ingest, as: Handler
-  alias TimelessMetrics.{IngestStats, TestStore}
+  alias TimelessMetrics.{IngestStats, TestStore, WriterProcess}
   alias TimelessMetrics.Ingest.Spool
 
   doctest TimelessMetrics.Ingest.Spool
@@ -17,7 +17,10 @@ defmodule TimelessMetrics.Ingest.SpoolTest do
   describe "files" do
     test "a flipped byte or a short file is detected", %{tmp_dir: dir} do
       :ok = Spool.init(dir)
-      {:ok, path, size} = Spool.write(dir, 1, :vm_json, %{precision: :ms}, "{\"metric\":{}}", false)
+
+      {:ok, path, size} =
+        Spool.write(dir, 1, :vm_json, %{precision: :ms}, "{\"metric\":{}}", false)
+
       assert File.stat!(path).size == size
       bin = File.read!(path)
       <<head::binary-size(size - 3), b, tail::binary>> = bin
@@ -27,7 +30,9 @@ defmodule TimelessMetrics.Ingest.SpoolTest do
       assert Spool.read(path) == {:error, :corrupt}
     end
 
-    test "init deletes half-written files, scan sorts by sequence and sets aside junk", %{tmp_dir: dir} do
+    test "init deletes half-written files, scan sorts by sequence and sets aside junk", %{
+      tmp_dir: dir
+    } do
       :ok = Spool.init(dir)
       {:ok, p10, s10} = Spool.write(dir, 10, :influx, %{}, "b", true)
       {:ok, p9, s9} = Spool.write(dir, 9, :influx, %{}, "a", false)
@@ -60,17 +65,25 @@ defmodule TimelessMetrics.Ingest.SpoolTest do
       assert IngestStats.snapshot(s).spool_bytes == 0
     end
 
-    test "bodies accepted before a brutal kill of the store are ingested after restart, with their options", %{tmp_dir: dir} do
+    test "bodies accepted before a brutal kill of the store are ingested after restart, with their options",
+         %{tmp_dir: dir} do
       name = TestStore.unique_name("spool_replay")
       held = fn _, _, _, _ -> {:error, {:unavailable, "held by the test"}} end
       opts = [name: name, data_dir: dir, ingest_workers: 2]
 
       {:ok, sup} = TimelessMetrics.start_link([ingest_fun: held] ++ opts)
-      q = %{"extra_label" => "dc=eu", "db" => "tg", "precision" => "s", "timestamp" => "1700000000"}
+
+      q = %{
+        "extra_label" => "dc=eu",
+        "db" => "tg",
+        "precision" => "s",
+        "timestamp" => "1700000000"
+      }
 
       capture_log(fn ->
         for i <- 1..5 do
-          assert {204, _, _} = Handler.handle(:influx, request("cpu v=#{i} #{i}", q), config(name))
+          assert {204, _, _} =
+                   Handler.handle(:influx, request("cpu v=#{i} #{i}", q), config(name))
         end
 
         # the workers got the bodies and put them back: the spool still holds them
@@ -86,7 +99,13 @@ defmodule TimelessMetrics.Ingest.SpoolTest do
       got =
         for _ <- 1..5 do
           assert_receive {:ingested, ^s, :influx, body, opts}, 5_000
-          assert opts == %{extra_labels: [{"dc", "eu"}, {"db", "tg"}], precision: :s, default_ts_ms: 1_700_000_000_000}
+
+          assert opts == %{
+                   extra_labels: [{"dc", "eu"}, {"db", "tg"}],
+                   precision: :s,
+                   default_ts_ms: 1_700_000_000_000
+                 }
+
           body
         end
 
@@ -98,7 +117,9 @@ defmodule TimelessMetrics.Ingest.SpoolTest do
       assert_receive {:ingested, ^s, :influx, "after", _}, 5_000
     end
 
-    test "a body whose ingestion was cut by the kill is ingested again on restart", %{tmp_dir: dir} do
+    test "a body whose ingestion was cut by the kill is ingested again on restart", %{
+      tmp_dir: dir
+    } do
       name = TestStore.unique_name("spool_inflight")
       opts = [name: name, data_dir: dir, ingest_workers: 1]
       {:ok, sup} = TimelessMetrics.start_link([ingest_fun: blocking(self())] ++ opts)
@@ -136,28 +157,36 @@ defmodule TimelessMetrics.Ingest.SpoolTest do
       assert [_] = Path.wildcard(Path.join(Spool.dir(dir), "*.corrupt"))
       refute_received {:ingested, _, _, "lose v=1", _}
     end
-    test "503 with Retry-After when the spool cannot be written; nothing stays reserved", %{tmp_dir: dir} do
+
+    test "503 with Retry-After when the spool cannot be written; nothing stays reserved", %{
+      tmp_dir: dir
+    } do
       s = TestStore.start!(data_dir: dir, ingest_fun: reporting(self()))
       File.rm_rf!(Spool.dir(dir))
       assert {503, headers, msg} = Handler.handle(:influx, request("cpu v=1"), config(s))
       assert {"retry-after", "5"} in headers
       assert msg =~ "spool"
-      assert %{queue_depth: 0, queue_bytes: 0, refused: %{{:influx, :unavailable} => 1}} = IngestStats.snapshot(s)
+
+      assert %{queue_depth: 0, queue_bytes: 0, refused: %{{:influx, :unavailable} => 1}} =
+               IngestStats.snapshot(s)
     end
   end
 
   describe "kill -9" do
     @tag timeout: 120_000
-    test "every body answered 204 is ingested or replayed after kill -9 of the VM", %{tmp_dir: dir} do
+    test "every body answered 204 is ingested or replayed after kill -9 of the VM", %{
+      tmp_dir: dir
+    } do
       engine_log = Path.join(dir, "fake_engine.log")
       port = start_writer(dir, engine_log)
-      {:os_pid, os_pid} = Port.info(port, :os_pid)
-      # Bodies refused with 429 (queue full) are not acknowledged: collect the set.
-      acked = read_acks(port, MapSet.new(), 200)
-      {_, 0} = System.cmd("kill", ["-9", "#{os_pid}"])
-      acked = drain_acks(port, acked)
+      # Bodies refused with 429 (queue full) are not acknowledged: the set is checked.
+      acked = WriterProcess.acks(port, 200)
+      :ok = WriterProcess.kill(port)
+      acked = WriterProcess.drain(port, acked)
 
-      ingested_before = engine_log |> File.read!() |> String.split("\n", trim: true) |> MapSet.new()
+      ingested_before =
+        engine_log |> File.read!() |> String.split("\n", trim: true) |> MapSet.new()
+
       replayed = length(Path.wildcard(Path.join(Spool.dir(dir), "*.req")))
 
       # restart in a fresh VM, as after a real crash (nothing loaded but what the store loads)
@@ -167,6 +196,7 @@ defmodule TimelessMetrics.Ingest.SpoolTest do
 
       for b <- acked do
         body = "crash b=#{b}"
+
         assert MapSet.member?(ingested_before, body) or MapSet.member?(replayed_bodies, body),
                "body #{b} was answered 204 but was neither ingested nor replayed"
       end
@@ -185,7 +215,11 @@ defmodule TimelessMetrics.Ingest.SpoolTest do
     IO.puts("drained")
     """
 
-    {out, 0} = System.cmd(System.find_executable("elixir"), ["-pa", ebin, "-e", script], stderr_to_stdout: true)
+    {out, 0} =
+      System.cmd(System.find_executable("elixir"), ["-pa", ebin, "-e", script],
+        stderr_to_stdout: true
+      )
+
     lines = String.split(out, "\n", trim: true)
     assert List.last(lines) == "drained", out
     for "got " <> body <- lines, into: MapSet.new(), do: body
@@ -194,8 +228,6 @@ defmodule TimelessMetrics.Ingest.SpoolTest do
   # A VM running a store whose fake engine appends each ingested body to a file
   # (write(2) before returning, as the engine's WAL does) and slowly, so the spool fills.
   defp start_writer(dir, engine_log) do
-    ebin = :code.lib_dir(:timeless_metrics, :ebin) |> to_string()
-
     script = """
     log = #{inspect(engine_log)}
     File.write!(log, "")
@@ -216,46 +248,16 @@ defmodule TimelessMetrics.Ingest.SpoolTest do
     end)
     """
 
-    Port.open({:spawn_executable, System.find_executable("elixir")}, [
-      :binary,
-      :exit_status,
-      {:line, 1024},
-      args: ["-pa", ebin, "-e", script]
-    ])
+    WriterProcess.start(script)
   end
 
-  defp read_acks(port, acked, want) do
-    receive do
-      {^port, {:data, {:eol, "ack " <> n}}} ->
-        acked = MapSet.put(acked, String.to_integer(n))
-        if MapSet.size(acked) >= want, do: acked, else: read_acks(port, acked, want)
-
-      {^port, {:data, _other}} ->
-        read_acks(port, acked, want)
-
-      {^port, {:exit_status, status}} ->
-        flunk("writer exited with #{status} after #{MapSet.size(acked)} acks")
-    after
-      60_000 -> flunk("writer gave only #{MapSet.size(acked)} acks within 60 s")
-    end
-  end
-
-  defp drain_acks(port, acked) do
-    receive do
-      {^port, {:data, {:eol, "ack " <> n}}} -> drain_acks(port, MapSet.put(acked, String.to_integer(n)))
-      {^port, {:data, _}} -> drain_acks(port, acked)
-      {^port, {:exit_status, _}} -> acked
-    after
-      10_000 -> acked
-    end
-  end
-
-  # Kill every process of the store at once, as the death of the VM would (no
-  # terminate/2 runs): suspend them all so none reacts to another's death, then kill.
   defp kill_store(sup, name) do
     Process.unlink(sup)
     {:links, children} = Process.info(sup, :links)
-    workers = Supervisor.which_children(TimelessMetrics.Supervisor.child_name(name, :ingest_workers))
+
+    workers =
+      Supervisor.which_children(TimelessMetrics.Supervisor.child_name(name, :ingest_workers))
+
     pids = [sup | children] ++ for({_, pid, _, _} <- workers, is_pid(pid), do: pid)
     pids = Enum.filter(pids, &(is_pid(&1) and &1 != self()))
     refs = for pid <- pids, do: Process.monitor(pid)
