@@ -15,9 +15,8 @@ defmodule Bench.Servers do
 
   @doc "Start VictoriaMetrics (`:vm`) or TimelessMetrics (`:tm`)."
   def start(:vm) do
-    port = free_port()
-    {:ok, vm} = Victoria.start(port)
-    %{kind: :vm, name: "VictoriaMetrics 1.79", http_port: port, os_pid: vm.os_pid, dir: vm.dir, handle: vm}
+    {:ok, vm} = Victoria.start()
+    %{kind: :vm, name: "VictoriaMetrics 1.79", http_port: vm.http_port, os_pid: vm.os_pid, dir: vm.dir, handle: vm}
   end
 
   def start(:tm) do

@@ -1,73 +1,35 @@
+Code.require_file("../../test/support/victoria_server.ex", __DIR__)
+
 defmodule Bench.Victoria do
   @moduledoc """
-  Starts Debian's `victoria-metrics` on 127.0.0.1 with a temporary data dir for a
-  side-by-side run, and talks to it over HTTP with OTP's :httpc.
+  VictoriaMetrics for side-by-side benchmarks: started through
+  `TimelessMetrics.VictoriaServer` (test/support, shared with the compatibility test)
+  on 127.0.0.1 with a temporary data dir, plus what benchmarks need on top: flush and
+  merge until the data dir settles, its size, and JSON-lines bodies.
   """
 
-  defstruct [:port, :os_pid, :dir, :url, :os_port]
+  alias TimelessMetrics.VictoriaServer
 
-  @doc "Start VictoriaMetrics on `http_port`; returns the handle or {:error, reason}."
-  def start(http_port \\ 18428) do
-    exe = System.find_executable("victoria-metrics")
+  @doc "Start VictoriaMetrics on a free loopback port with a temporary data dir."
+  def start do
+    dir = Path.join(System.tmp_dir!(), "vm-bench-#{System.unique_integer([:positive])}")
 
-    if exe == nil do
-      {:error, "victoria-metrics is not installed (apt-get install victoria-metrics)"}
-    else
-      dir = Path.join(System.tmp_dir!(), "vm-bench-#{System.unique_integer([:positive])}")
-      File.mkdir_p!(dir)
-
-      port =
-        Port.open({:spawn_executable, exe}, [
-          :binary,
-          :exit_status,
-          :stderr_to_stdout,
-          args: [
-            "-storageDataPath=#{dir}",
-            "-httpListenAddr=127.0.0.1:#{http_port}",
-            "-retentionPeriod=100y",
-            "-loggerLevel=ERROR",
-            "-search.disableCache"
-          ]
-        ])
-
-      {:os_pid, os_pid} = Port.info(port, :os_pid)
-      vm = %__MODULE__{port: port, os_port: port, os_pid: os_pid, dir: dir, url: "http://127.0.0.1:#{http_port}"}
-      :ok = wait_healthy(vm, 100)
-      {:ok, vm}
+    case VictoriaServer.start(dir) do
+      {:ok, vm} -> {:ok, vm}
+      {:error, :not_installed} -> {:error, "victoria-metrics is not installed (apt-get install victoria-metrics)"}
+      {:error, message} -> {:error, message}
     end
   end
 
-  defp wait_healthy(vm, 0), do: raise("victoria-metrics did not become healthy: #{vm.url}")
-
-  defp wait_healthy(vm, n) do
-    case get(vm, "/health") do
-      {:ok, 200, _} -> :ok
-      _ -> Process.sleep(100) && wait_healthy(vm, n - 1)
-    end
-  end
-
-  def stop(%__MODULE__{} = vm) do
-    System.cmd("kill", ["#{vm.os_pid}"])
-    Process.sleep(500)
+  def stop(vm) do
+    VictoriaServer.stop(vm)
     File.rm_rf(vm.dir)
     :ok
   end
 
-  def get(vm, path) do
-    case :httpc.request(:get, {~c"#{vm.url}#{path}", []}, [timeout: 600_000], body_format: :binary) do
-      {:ok, {{_, status, _}, _h, body}} -> {:ok, status, body}
-      other -> other
-    end
-  end
+  def get(vm, path), do: VictoriaServer.request(vm, :get, path)
 
-  def post(vm, path, body, content_type \\ "application/octet-stream", headers \\ []) do
-    req = {~c"#{vm.url}#{path}", headers, ~c"#{content_type}", body}
-
-    case :httpc.request(:post, req, [timeout: 600_000], body_format: :binary) do
-      {:ok, {{_, status, _}, _h, resp}} -> {:ok, status, resp}
-      other -> other
-    end
-  end
+  def post(vm, path, body, headers \\ []), do: VictoriaServer.request(vm, :post, path, body, headers)
 
   @doc "Flush, force-merge every partition and wait for the data dir size to settle."
   def flush_and_merge(vm) do
