@@ -108,13 +108,15 @@ pub(super) fn replay_series_log(path: &Path, registry: &Registry, warnings: &mut
     Ok(())
 }
 
-/// Open every chunk file's index (in parallel; no chunk body is decoded) and
-/// register the chunks of live series; returns the next free file id.
-pub(super) fn load_chunk_files(dir: &Path, registry: &Registry, view: &mut View, warnings: &mut Vec<String>) -> Result<u64> {
-    let mut next_id = 1;
+/// A chunk file found at open: its id, path, and the file with its index (or why not).
+pub(super) type OpenedChunkFile = (u64, std::path::PathBuf, Result<(ChunkFile, Vec<crate::chunk::ChunkMeta>)>);
+
+/// Open every chunk file's index, in parallel; no chunk body is decoded. Needs
+/// nothing else from recovery, so it runs while the series log is replayed.
+pub(super) fn open_chunk_files(dir: &Path) -> Result<Vec<OpenedChunkFile>> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(next_id),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(Error::io(dir.display(), e)),
     };
     let mut found = Vec::new();
@@ -132,33 +134,42 @@ pub(super) fn load_chunk_files(dir: &Path, registry: &Registry, view: &mut View,
         }
     }
     found.sort();
-    let opened: Vec<_> = pool().install(|| {
+    Ok(pool().install(|| {
         found
-            .par_iter()
+            .into_par_iter()
             .map(|(id, path)| {
-                ChunkFile::open(path, *id).map(|(file, metas)| {
-                    let ids: Vec<SeriesId> = metas.iter().map(|m| m.series_id).collect();
-                    let live = registry.live_mask(&ids);
-                    (file, metas, live)
-                })
+                let opened = ChunkFile::open(&path, id);
+                (id, path, opened)
             })
             .collect()
-    });
-    for ((id, path), result) in found.iter().zip(opened) {
+    }))
+}
+
+/// Register the chunks of live series (the registry is recovered by now); returns
+/// the next free file id.
+pub(super) fn register_chunk_files(
+    opened: Vec<OpenedChunkFile>,
+    registry: &Registry,
+    view: &mut View,
+    warnings: &mut Vec<String>,
+) -> u64 {
+    let mut next_id = 1;
+    for (id, path, result) in opened {
         next_id = next_id.max(id + 1);
         match result {
-            Ok((file, metas, live)) => {
-                for (meta, live) in metas.into_iter().zip(live) {
+            Ok((file, metas)) => {
+                let ids: Vec<SeriesId> = metas.iter().map(|m| m.series_id).collect();
+                for (meta, live) in metas.into_iter().zip(registry.live_mask(&ids)) {
                     if live {
-                        view.add_chunk(*id, meta);
+                        view.add_chunk(id, meta);
                     }
                 }
-                view.files.insert(*id, Arc::new(file));
+                view.files.insert(id, Arc::new(file));
             }
             Err(e) => warnings.push(format!("skipped chunk file {}: {}", path.display(), e.message)),
         }
     }
-    Ok(next_id)
+    next_id
 }
 
 pub(super) fn replay_samples(registry: &Registry, head: &Head, ids: &[SeriesId], ts: &[Timestamp], vals: &[f64]) {
