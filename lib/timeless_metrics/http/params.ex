@@ -273,13 +273,9 @@ defmodule TimelessMetrics.HTTP.Params do
       if Regex.match?(~r/e-/i, text), do: {:ok, 0.0}, else: :error
   end
 
-  @duration_re ~r/^(?:([0-9]+)y)?(?:([0-9]+)w)?(?:([0-9]+)d)?(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?(?:([0-9]+)ms)?$/
-  @duration_units [31_536_000_000, 604_800_000, 86_400_000, 3_600_000, 60_000, 1000, 1]
-  @max_int64 9_223_372_036_854_775_807
-
   @doc """
-  Prometheus's `model.ParseDuration` in milliseconds: `"0"` and zero durations are
-  allowed; units from `y` down to `ms`, each at most once, largest first.
+  Prometheus's `model.ParseDuration` in milliseconds (see
+  `TimelessMetrics.PromQL.Parser.model_duration/1`, which this is).
 
       iex> TimelessMetrics.HTTP.Params.model_duration("1h30m")
       {:ok, 5_400_000}
@@ -289,26 +285,7 @@ defmodule TimelessMetrics.HTTP.Params do
       {:error, "not a valid duration string: \\"5 m\\""}
   """
   @spec model_duration(String.t()) :: {:ok, non_neg_integer()} | {:error, String.t()}
-  def model_duration(""), do: {:error, "empty duration string"}
-  def model_duration("0"), do: {:ok, 0}
-
-  def model_duration(text) do
-    case Regex.run(@duration_re, text) do
-      nil ->
-        {:error, "not a valid duration string: #{inspect(text)}"}
-
-      [_ | groups] ->
-        ms =
-          groups
-          |> Enum.zip(@duration_units)
-          |> Enum.reduce(0, fn
-            {"", _}, acc -> acc
-            {n, unit}, acc -> acc + String.to_integer(n) * unit
-          end)
-
-        if ms * 1_000_000 > @max_int64, do: {:error, "duration out of range"}, else: {:ok, ms}
-    end
-  end
+  defdelegate model_duration(text), to: TimelessMetrics.PromQL.Parser
 
   @doc "A `{:bad_input, ...}` error naming the parameter."
   @spec bad(String.t(), String.t()) :: error()

@@ -1489,6 +1489,25 @@ defmodule TimelessMetrics.PromQL.Parser do
   # Prometheus model.ParseDuration + promql parseDuration (must be > 0).
   @doc false
   def parse_duration(text) do
+    case model_duration(text) do
+      {:ok, 0} -> {:error, "duration must be greater than 0"}
+      other -> other
+    end
+  end
+
+  @doc """
+  Prometheus's `model.ParseDuration` in milliseconds: units from `y` down to `ms`, each
+  at most once, largest first; zero is allowed (`"0"`, `"0s"`). Shared with the HTTP
+  parameters (`step`, `timeout`, `lookback_delta`).
+
+      iex> TimelessMetrics.PromQL.Parser.model_duration("1h30m")
+      {:ok, 5_400_000}
+  """
+  @spec model_duration(String.t()) :: {:ok, non_neg_integer()} | {:error, String.t()}
+  def model_duration(""), do: {:error, "empty duration string"}
+  def model_duration("0"), do: {:ok, 0}
+
+  def model_duration(text) do
     case Regex.run(@duration_re, text) do
       nil ->
         {:error, "not a valid duration string: " <> go_quote(text)}
@@ -1502,11 +1521,7 @@ defmodule TimelessMetrics.PromQL.Parser do
             {n, unit}, acc -> acc + String.to_integer(n) * unit
           end)
 
-        cond do
-          ms * 1_000_000 > @max_int64 -> {:error, "duration out of range"}
-          ms == 0 -> {:error, "duration must be greater than 0"}
-          true -> {:ok, ms}
-        end
+        if ms * 1_000_000 > @max_int64, do: {:error, "duration out of range"}, else: {:ok, ms}
     end
   end
 
