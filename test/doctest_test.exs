@@ -4,5 +4,6 @@ defmodule TimelessMetrics.DoctestTest do
   doctest TimelessMetrics.Points
   doctest TimelessMetrics.Matchers
   doctest TimelessMetrics.Options
+  doctest TimelessMetrics.OptionCheck
   doctest TimelessMetrics.WireFormats
 end

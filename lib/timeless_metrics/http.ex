@@ -41,6 +41,7 @@ defmodule TimelessMetrics.HTTP do
 
   Routes are listed in `TimelessMetrics.HTTP.Router`.
   """
+  import TimelessMetrics.OptionCheck, only: [check: 3, known_keys: 2, positive: 2]
   use Supervisor
 
   alias TimelessMetrics.HTTP.{MochiwebAdapter, Stats}
@@ -113,17 +114,14 @@ defmodule TimelessMetrics.HTTP do
   def validate(opts) when is_list(opts) do
     allowed = [:store, :name | Map.keys(@defaults)]
 
-    with :ok <- known(opts, allowed),
+    with :ok <- known_keys(opts, allowed),
          {:ok, store} <- required_atom(opts),
          config = Map.merge(@defaults, Map.new(opts)),
          name = Map.get(config, :name) || :"#{store}.http",
          :ok <- check(:name, is_atom(name) and name not in [nil, true, false], "expected an atom, got #{inspect(name)}"),
          :ok <- check(:port, is_integer(config.port) and config.port in 0..65_535, "expected an integer in 0..65535, got #{inspect(config.port)}"),
          :ok <- check(:ip, ip?(config.ip), "expected an IPv4 or IPv6 address tuple such as {0, 0, 0, 0}, got #{inspect(config.ip)}"),
-         :ok <- positive(config, :max_body_bytes),
-         :ok <- positive(config, :read_timeout),
-         :ok <- positive(config, :query_timeout),
-         :ok <- positive(config, :lookback_delta),
+         :ok <- positive(config, [:max_body_bytes, :read_timeout, :query_timeout, :lookback_delta]),
          :ok <- check(:promql_engine, is_atom(config.promql_engine) and config.promql_engine not in [nil, true, false], "expected a module, got #{inspect(config.promql_engine)}"),
          :ok <- check(:query_max_samples, config.query_max_samples == nil or (is_integer(config.query_max_samples) and config.query_max_samples > 0), "expected a positive integer or nil, got #{inspect(config.query_max_samples)}"),
          :ok <- tokens(config, :tokens),
@@ -134,17 +132,6 @@ defmodule TimelessMetrics.HTTP do
 
   def validate(other), do: {:error, {:invalid_option, :options, "expected a keyword list, got #{inspect(other)}"}}
 
-  defp known(opts, allowed) do
-    case Enum.find(opts, fn
-           {k, _} -> k not in allowed
-           _ -> true
-         end) do
-      nil -> :ok
-      {k, _} -> {:error, {:invalid_option, k, "unknown option; known options: #{Enum.map_join(Enum.sort(allowed), ", ", &inspect/1)}"}}
-      other -> {:error, {:invalid_option, :options, "expected {key, value} pairs, got #{inspect(other)}"}}
-    end
-  end
-
   defp required_atom(opts) do
     case Keyword.fetch(opts, :store) do
       {:ok, store} when is_atom(store) and store not in [nil, true, false] -> {:ok, store}
@@ -153,21 +140,11 @@ defmodule TimelessMetrics.HTTP do
     end
   end
 
-  defp check(_key, true, _message), do: :ok
-  defp check(key, false, message), do: {:error, {:invalid_option, key, message}}
-
   defp ip?({a, b, c, d} = ip) when is_integer(a) and is_integer(b) and is_integer(c) and is_integer(d),
     do: Enum.all?(Tuple.to_list(ip), &(&1 in 0..255))
 
   defp ip?(ip) when is_tuple(ip) and tuple_size(ip) == 8, do: Enum.all?(Tuple.to_list(ip), &(is_integer(&1) and &1 in 0..65_535))
   defp ip?(_), do: false
-
-  defp positive(config, key) do
-    case Map.fetch!(config, key) do
-      v when is_integer(v) and v > 0 -> :ok
-      v -> {:error, {:invalid_option, key, "expected a positive integer, got #{inspect(v)}"}}
-    end
-  end
 
   defp tokens(config, key) do
     case Map.fetch!(config, key) do

@@ -30,6 +30,8 @@ defmodule TimelessMetrics.Options do
   | `:ingest_fun` | `nil` | tests only: a `fn store, format, body, opts -> {:ok, report} \| {:error, reason} end` used by the ingest workers instead of `TimelessMetrics.Ingest.ingest/4` |
   """
 
+  import TimelessMetrics.OptionCheck, only: [check: 3, known_keys: 2, positive: 2]
+
   @type t :: %{atom() => term()}
 
   @defaults %{
@@ -55,7 +57,7 @@ defmodule TimelessMetrics.Options do
   @doc "Validate keyword options into a map with defaults filled in."
   @spec validate(keyword()) :: {:ok, t()} | {:error, {:invalid_option, atom(), String.t()}}
   def validate(opts) when is_list(opts) do
-    with :ok <- known_keys(opts),
+    with :ok <- known_keys(opts, [:name | Map.keys(@defaults)]),
          :ok <- check(:name, Keyword.has_key?(opts, :name), "required"),
          opts = Map.merge(@defaults, Map.new(opts)),
          opts = Map.update!(opts, :ingest_workers, &(&1 || System.schedulers_online())),
@@ -76,23 +78,7 @@ defmodule TimelessMetrics.Options do
 
   def validate(other), do: {:error, {:invalid_option, :options, "expected a keyword list, got #{inspect(other)}"}}
 
-  defp known_keys(opts) do
-    allowed = [:name | Map.keys(@defaults)]
-
-    case Enum.find(opts, fn
-           {k, _} -> k not in allowed
-           _ -> true
-         end) do
-      nil -> :ok
-      {k, _} -> {:error, {:invalid_option, k, "unknown option; known options: #{Enum.map_join(Enum.sort(allowed), ", ", &inspect/1)}"}}
-      other -> {:error, {:invalid_option, :options, "expected {key, value} pairs, got #{inspect(other)}"}}
-    end
-  end
-
   defp store_name?(name), do: is_atom(name) and name not in [nil, true, false]
-
-  defp check(_key, true, _msg), do: :ok
-  defp check(key, false, msg), do: {:error, {:invalid_option, key, msg}}
 
   defp check_engine(:rust), do: :ok
 
@@ -110,15 +96,6 @@ defmodule TimelessMetrics.Options do
 
   defp check_data_dir(%{data_dir: dir}),
     do: {:error, {:invalid_option, :data_dir, "expected a path string, got #{inspect(dir)}"}}
-
-  defp positive(opts, keys) do
-    Enum.reduce_while(keys, :ok, fn key, :ok ->
-      case Map.fetch!(opts, key) do
-        v when is_integer(v) and v > 0 -> {:cont, :ok}
-        v -> {:halt, {:error, {:invalid_option, key, "expected a positive integer, got #{inspect(v)}"}}}
-      end
-    end)
-  end
 
   @doc "The engine configuration map handed to the NIF."
   @spec engine_config(t()) :: map()
