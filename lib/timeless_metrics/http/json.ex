@@ -46,7 +46,29 @@ defmodule TimelessMetrics.HTTP.JSON do
   def format_value(:neg_infinity), do: "-Inf"
   def format_value(v) when is_integer(v), do: Integer.to_string(v)
 
-  def format_value(v) when is_float(v) do
+  # Fast paths for the common cases (checked against format_general/1 in tests):
+  # whole numbers below 1e15 print as integers; Erlang's shortest form without an
+  # exponent is already Go's.
+  def format_value(v) when is_float(v) and v != 0 and v == trunc(v) and abs(v) < 1.0e15,
+    do: Integer.to_string(trunc(v))
+
+  def format_value(v) when is_float(v) and v != 0 do
+    text = :erlang.float_to_binary(v, [:short])
+
+    cond do
+      :binary.match(text, "e") != :nomatch -> format_general(v)
+      :binary.part(text, byte_size(text) - 2, 2) == ".0" -> :binary.part(text, 0, byte_size(text) - 2)
+      true -> text
+    end
+  end
+
+  def format_value(v) when is_float(v), do: format_general(v)
+
+  @doc false
+  # Go's strconv.FormatFloat(v, 'f', -1, 64) for any float, built from Erlang's
+  # shortest round-trip digits.
+  @spec format_general(float()) :: String.t()
+  def format_general(v) when is_float(v) do
     {sign, text} =
       case :erlang.float_to_binary(v, [:short]) do
         "-" <> rest -> {"-", rest}
