@@ -4,15 +4,12 @@ defmodule TimelessMetrics.HTTP.GrafanaTest do
   # with the parameters it sends (start/end/time as Go-formatted unix seconds, step
   # in seconds, POST form bodies), and checks the response shapes Grafana parses.
   #
-  # Queries run on TimelessMetrics.PromQL when it is in the build; before the
-  # evaluator is merged the plain-selector panels run on TimelessMetrics.FakePromQL
-  # and the function/aggregation panels are skipped.
+  # Queries run on the real engine, TimelessMetrics.PromQL.
   use ExUnit.Case, async: true
 
   import TimelessMetrics.HTTPHelpers
 
-  @engine_loaded Code.ensure_loaded?(TimelessMetrics.PromQL)
-  @engine if @engine_loaded, do: TimelessMetrics.PromQL, else: TimelessMetrics.FakePromQL
+  @engine TimelessMetrics.PromQL
   @grafana_headers [{"user-agent", "Grafana/11.1.0"}, {"accept", "application/json, text/plain, */*"}]
   @form "application/x-www-form-urlencoded"
 
@@ -43,15 +40,9 @@ defmodule TimelessMetrics.HTTP.GrafanaTest do
     end
 
     test "health check: instant query of 1+1 (Grafana v10+) answers", %{url: url} do
-      # Grafana's health check runs `1+1` as an instant query; the fake engine
-      # has no arithmetic, so only the envelope is checked before the merge.
+      # Grafana's health check runs `1+1` as an instant query.
       {status, body} = post(url, "/api/v1/query", %{"query" => "1+1", "time" => ts(t0())})
-
-      if @engine_loaded do
-        assert {200, %{"status" => "success", "data" => %{"resultType" => "scalar", "result" => [_, "2"]}}} = {status, body}
-      else
-        assert {422, %{"status" => "error", "errorType" => "execution"}} = {status, body}
-      end
+      assert {200, %{"status" => "success", "data" => %{"resultType" => "scalar", "result" => [_, "2"]}}} = {status, body}
     end
 
     test "labels (POST with start/end)", %{url: url, start: s, end: e} do
@@ -120,10 +111,6 @@ defmodule TimelessMetrics.HTTP.GrafanaTest do
     test "a query error is shown from error/errorType", %{url: url} do
       form = %{"query" => "sum(up", "start" => ts(t0()), "end" => ts(t0() + 60), "step" => "15"}
       assert {400, %{"status" => "error", "errorType" => "bad_data", "error" => "invalid parameter \"query\": 1:" <> _}} = post(url, "/api/v1/query_range", form)
-    end
-
-    unless @engine_loaded do
-      @tag skip: "needs TimelessMetrics.PromQL (evaluator branch wip-promql-eval)"
     end
 
     test "rate and sum by, as Grafana's default panels write them", %{url: url} do

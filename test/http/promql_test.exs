@@ -10,7 +10,6 @@ defmodule TimelessMetrics.HTTP.PromQLTest do
 
   doctest TimelessMetrics.HTTP.PromQL
 
-  @engine_loaded Code.ensure_loaded?(TimelessMetrics.PromQL)
 
   setup do
     store = seeded_store!()
@@ -238,11 +237,6 @@ defmodule TimelessMetrics.HTTP.PromQLTest do
   end
 
   describe "real engine (TimelessMetrics.PromQL)" do
-    unless @engine_loaded do
-      @describetag skip: "TimelessMetrics.PromQL is not in this build yet (it comes with the evaluator branch wip-promql-eval)"
-      IO.puts("HTTP PromQL tests against the real engine skipped: TimelessMetrics.PromQL is not in this build")
-    end
-
     test "aggregation over HTTP", %{store: store} do
       c = config(store)
       assert {200, body} = body(c, "GET", "/api/v1/query?query=#{q("sum by (job) (up)")}&time=#{t0() + 20}")

@@ -30,7 +30,6 @@ defmodule TimelessMetrics.HTTP.PromQL do
       {"status":"success","data":{"resultType":"vector","result":[{"metric":{"__name__":"up","job":"api"},"value":[1700000000.500,"1"]}]}}
   """
 
-  @compile {:no_warn_undefined, TimelessMetrics.PromQL}
 
   alias TimelessMetrics.HTTP.{Errors, JSON, Params, Request}
   alias TimelessMetrics.PromQL.{AST, Parser}

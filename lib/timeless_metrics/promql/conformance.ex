@@ -49,7 +49,6 @@ defmodule TimelessMetrics.PromQL.Conformance do
   120_000; a case that takes longer fails), `range_check` (default `true`).
   """
 
-  @compile {:no_warn_undefined, TimelessMetrics.PromQL}
 
   alias TimelessMetrics.PromQL.Conformance.Script
   alias TimelessMetrics.PromQL.Parser
