@@ -36,21 +36,17 @@ defmodule TimelessMetrics.HTTP.MochiwebAdapter do
     started = System.monotonic_time(:microsecond)
     request = request_map(req)
 
-    {status, headers, body} =
+    {request, {status, headers, body}} =
       case Router.preflight(request, config) do
-        :ok ->
+        {:routed, routed_request, _access, _target} = routed ->
           case read_body(req, request, config) do
-            {:ok, request} -> Router.call(request, config)
-            {:error, reason} -> close_after(Errors.response(reason), req)
-            :closed -> :closed
+            {:ok, body} -> {routed_request, Router.dispatch(routed, config, body)}
+            {:error, reason} -> {routed_request, close_after(Errors.response(reason), req)}
+            :closed -> {routed_request, {:closed, [], []}}
           end
 
         {_status, _headers, _body} = refused ->
-          if body_expected?(request), do: close_after(refused, req), else: refused
-      end
-      |> case do
-        :closed -> {:closed, [], []}
-        response -> response
+          {request, if(body_expected?(request), do: close_after(refused, req), else: refused)}
       end
 
     if status != :closed, do: send_response(status, headers, body, request, req)
@@ -103,23 +99,11 @@ defmodule TimelessMetrics.HTTP.MochiwebAdapter do
     headers = request.headers
     max = config.max_body_bytes
 
-    result =
-      case {Map.get(headers, "transfer-encoding"), Map.get(headers, "content-length")} do
-        {nil, nil} -> {:ok, nil}
-        {nil, length} -> read_sized(req, request, length, max, config.read_timeout)
-        {te, nil} -> read_encoded(req, request, te, max, config.read_timeout)
-        {_te, _length} -> {:error, {:bad_input, "a request may not have both Content-Length and Transfer-Encoding"}}
-      end
-
-    case result do
-      {:ok, nil} ->
-        {:ok, request}
-
-      {:ok, raw} ->
-        {:ok, %{request | body: raw}}
-
-      other ->
-        other
+    case {Map.get(headers, "transfer-encoding"), Map.get(headers, "content-length")} do
+      {nil, nil} -> {:ok, nil}
+      {nil, length} -> read_sized(req, request, length, max, config.read_timeout)
+      {te, nil} -> read_encoded(req, request, te, max, config.read_timeout)
+      {_te, _length} -> {:error, {:bad_input, "a request may not have both Content-Length and Transfer-Encoding"}}
     end
   end
 

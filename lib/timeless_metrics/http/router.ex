@@ -60,51 +60,61 @@ defmodule TimelessMetrics.HTTP.Router do
     {"/internal/force_merge", ~w(GET POST), :admin, {Ops, :force_merge}}
   ]
 
-  @compiled for {pattern, methods, access, target} <- @routes,
-                do: {String.split(pattern, "/", trim: true), pattern, methods, access, target}
-
   @type response :: {pos_integer(), [{String.t(), String.t()}], iodata() | {:stream, ((iodata() -> :ok) -> term())}}
+
+  @typedoc "A request that passed `preflight/2`: its route, access class and handler are known."
+  @type routed :: {:routed, Request.t(), Auth.access(), {module() | :ingest, atom()}}
 
   @doc "The routing table: `[{pattern, methods, access, target}]`."
   @spec routes() :: [{String.t(), [String.t()], Auth.access(), {module() | :ingest, atom()}}]
   def routes, do: @routes
 
-  @doc "Answer a request map."
+  @doc "Answer a request map (routing, checks and the handler in one step)."
   @spec call(Request.t(), map()) :: response()
   def call(request, config) do
-    case resolve(request, config) do
-      {:ok, request, access, target} ->
-        request = if access == :read, do: Request.merge_form(request), else: request
-        dispatch(target, request, config)
-
-      {:error, response} ->
-        response
+    case preflight(request, config) do
+      {:routed, _, _, _} = routed -> dispatch(routed, config)
+      refused -> refused
     end
   end
 
   @doc """
-  Route, method and token checks only, before the body is read: `:ok` or the
-  refusal (404, 405, 401, 403).
+  Route, method and token checks only, before the body is read: the routed request
+  (hand it to `dispatch/2` once its body is in) or the refusal (404, 405, 401, 403).
+  The route is matched once per request.
   """
-  @spec preflight(Request.t(), map()) :: :ok | response()
+  @spec preflight(Request.t(), map()) :: routed() | response()
   def preflight(request, config) do
     case resolve(request, config) do
-      {:ok, _request, _access, _target} -> :ok
+      {:ok, request, access, target} -> {:routed, request, access, target}
       {:error, response} -> response
     end
   end
 
+  @doc "Run the handler of a routed request, `body` being the request body read since."
+  @spec dispatch(routed(), map(), binary() | nil) :: response()
+  def dispatch({:routed, request, access, target}, config, body) do
+    dispatch({:routed, %{request | body: body}, access, target}, config)
+  end
+
+  defp dispatch({:routed, request, access, target}, config) do
+    request = if access == :read, do: Request.merge_form(request), else: request
+    run(target, request, config)
+  end
+
   @doc "The route pattern a request matches (`\"other\"` when none), for metrics labels."
   @spec label(Request.t()) :: String.t()
+  def label(%{route: route}), do: route
+
   def label(request) do
-    case match(strip_prefix(request.path)) do
-      {:ok, {_segments, pattern, _methods, _access, _target}, _params} -> pattern
+    case match(request.path) do
+      {:ok, {pattern, _methods, _access, _target}, _params} -> pattern
       :error -> "other"
     end
   end
 
   defp resolve(request, config) do
-    with {:ok, {_segments, pattern, methods, access, target}, params} <- route(request),
+    with {:ok, {pattern, methods, access, target}, params} <- route(request),
          :ok <- method_allowed(request.method, methods),
          :ok <- Auth.check(request, access, config) do
       {:ok, Map.merge(request, %{route: pattern, path_params: params}), access, target}
@@ -119,30 +129,36 @@ defmodule TimelessMetrics.HTTP.Router do
   end
 
   defp route(request) do
-    case match(strip_prefix(request.path)) do
+    case match(request.path) do
       {:ok, route, params} -> {:ok, route, params}
       :error -> {:error, {:not_found, "unknown path #{request.path}"}}
     end
   end
 
-  defp strip_prefix("/prometheus/api/" <> rest), do: "/api/" <> rest
-  defp strip_prefix(path), do: path
+  defp match("/prometheus/api/" <> rest), do: match_segments(String.split("api/" <> rest, "/", trim: true))
+  defp match(path), do: match_segments(String.split(path, "/", trim: true))
 
-  defp match(path) do
-    segments = String.split(path, "/", trim: true)
+  # One function clause per route, generated from @routes: `:name` segments bind.
+  for {pattern, methods, access, target} <- @routes do
+    {segments, bindings} =
+      pattern
+      |> String.split("/", trim: true)
+      |> Enum.map_reduce([], fn
+        ":" <> name, acc ->
+          var = Macro.var(String.to_atom(name), __MODULE__)
+          {var, [{name, var} | acc]}
 
-    Enum.find_value(@compiled, :error, fn {pattern_segments, _, _, _, _} = route ->
-      case match_segments(pattern_segments, segments, %{}) do
-        {:ok, params} -> {:ok, route, params}
-        :error -> nil
-      end
-    end)
+        literal, acc ->
+          {literal, acc}
+      end)
+
+    params = {:%{}, [], Enum.reverse(bindings)}
+
+    defp match_segments(unquote(segments)),
+      do: {:ok, {unquote(pattern), unquote(methods), unquote(access), unquote(Macro.escape(target))}, unquote(params)}
   end
 
-  defp match_segments([], [], params), do: {:ok, params}
-  defp match_segments([":" <> name | ps], [s | ss], params), do: match_segments(ps, ss, Map.put(params, name, s))
-  defp match_segments([p | ps], [p | ss], params), do: match_segments(ps, ss, params)
-  defp match_segments(_pattern, _segments, _params), do: :error
+  defp match_segments(_segments), do: :error
 
   defp method_allowed("HEAD", methods), do: method_allowed("GET", methods)
 
@@ -155,7 +171,7 @@ defmodule TimelessMetrics.HTTP.Router do
     end
   end
 
-  defp dispatch(target, request, config) do
+  defp run(target, request, config) do
     case target do
       # ingest handlers always get a binary body ("" when the request had none)
       {:ingest, format} -> apply(@ingest, :handle, [format, %{request | body: request.body || ""}, config])
