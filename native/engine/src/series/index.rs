@@ -108,10 +108,19 @@ impl Index {
     }
 
     fn sym_acquire(&mut self, s: &str) -> u32 {
-        if let Some(&id) = self.sym_ids.get(s) {
-            self.syms[id as usize].refs += 1;
-            return id;
+        match self.sym_ids.get(s) {
+            Some(&id) => self.sym_ref(id),
+            None => self.sym_new(s),
         }
+    }
+
+    fn sym_ref(&mut self, id: u32) -> u32 {
+        self.syms[id as usize].refs += 1;
+        id
+    }
+
+    /// A symbol for `s`, known not to exist yet.
+    fn sym_new(&mut self, s: &str) -> u32 {
         let arc: Arc<str> = Arc::from(s);
         let slot = SymSlot { s: Some(arc.clone()), refs: 1 };
         let id = match self.sym_free.pop() {
@@ -138,19 +147,26 @@ impl Index {
         }
     }
 
-    /// The pair id for (name, value) if that pair is live.
-    fn find_pair(&self, name: &str, value: &str) -> Option<u32> {
-        let n = self.sym_ids.get(name)?;
-        let v = self.sym_ids.get(value)?;
-        self.names.get(n)?.get(v).copied()
-    }
-
+    /// The pair id for (name, value), created with its symbols when new.
     fn pair_acquire(&mut self, name: &str, value: &str) -> u32 {
-        if let Some(p) = self.find_pair(name, value) {
-            return p;
+        // Each symbol is looked up once: an existing pair needs both symbols, and a
+        // new pair reuses whichever lookups hit (series creation is hash-lookup bound).
+        let n = self.sym_ids.get(name).copied();
+        let v = self.sym_ids.get(value).copied();
+        if let (Some(n), Some(v)) = (n, v) {
+            if let Some(&p) = self.names.get(&n).and_then(|values| values.get(&v)) {
+                return p;
+            }
         }
-        let n = self.sym_acquire(name);
-        let v = self.sym_acquire(value);
+        let n = match n {
+            Some(id) => self.sym_ref(id),
+            None => self.sym_new(name),
+        };
+        let v = match v {
+            Some(id) => self.sym_ref(id),
+            // `value` may be the very string just added as `name`.
+            None => self.sym_acquire(value),
+        };
         let slot = PairSlot { name: n, value: v, postings: Postings::new() };
         let p = match self.pair_free.pop() {
             Some(p) => {

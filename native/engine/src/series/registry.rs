@@ -216,13 +216,13 @@ impl Registry {
 
     /// Whether a series is live (no label set is built).
     pub fn contains(&self, id: SeriesId) -> bool {
-        read(&self.index).hash_of(id).is_some()
+        read(&self.index).contains(id)
     }
 
     /// `keep(i)` for each position of `ids` whose series is live, under one lock.
     pub fn live_mask(&self, ids: &[SeriesId]) -> Vec<bool> {
         let idx = read(&self.index);
-        ids.iter().map(|&id| idx.hash_of(id).is_some()).collect()
+        ids.iter().map(|&id| idx.contains(id)).collect()
     }
 
     /// Ids (ascending) of all live series matching all matchers, computed from postings.

@@ -66,11 +66,41 @@ fn decode_series_record(path: &Path, offset: u64, payload: &[u8]) -> Result<Seri
     }
 }
 
+/// A batch of series-log records: their payloads back to back in one buffer (one
+/// allocation per batch rather than one per record), with each record's offset in
+/// the log and its end in `bytes`.
+#[derive(Default)]
+struct SeriesBatch {
+    bytes: Vec<u8>,
+    records: Vec<(u64, usize)>,
+}
+
+impl SeriesBatch {
+    fn push(&mut self, offset: u64, payload: &[u8]) {
+        self.bytes.extend_from_slice(payload);
+        self.records.push((offset, self.bytes.len()));
+    }
+
+    fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    fn payload(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.records[i - 1].1 };
+        &self.bytes[start..self.records[i].1]
+    }
+}
+
 /// Decode a batch of records in parallel, then apply them in log order.
-fn apply_series_batch(path: &Path, batch: &mut Vec<(u64, Vec<u8>)>, registry: &Registry) -> Result<()> {
-    let records: Vec<Result<SeriesRecord>> =
-        pool().install(|| batch.par_iter().map(|(offset, p)| decode_series_record(path, *offset, p)).collect());
-    batch.clear();
+fn apply_series_batch(path: &Path, batch: &mut SeriesBatch, registry: &Registry) -> Result<()> {
+    let records: Vec<Result<SeriesRecord>> = pool().install(|| {
+        (0..batch.len())
+            .into_par_iter()
+            .map(|i| decode_series_record(path, batch.records[i].0, batch.payload(i)))
+            .collect()
+    });
+    batch.bytes.clear();
+    batch.records.clear();
     for record in records {
         match record? {
             SeriesRecord::Create(id, labels) => registry.insert_known(id, labels)?,
@@ -87,9 +117,9 @@ pub(super) fn replay_series_log(path: &Path, registry: &Registry, warnings: &mut
     if !path.exists() {
         return Ok(());
     }
-    let mut batch: Vec<(u64, Vec<u8>)> = Vec::with_capacity(SERIES_BATCH);
+    let mut batch = SeriesBatch::default();
     let issues = read_records(path, |offset, payload| {
-        batch.push((offset, payload.to_vec()));
+        batch.push(offset, payload);
         if batch.len() == SERIES_BATCH {
             apply_series_batch(path, &mut batch, registry)?;
         }
@@ -153,14 +183,40 @@ pub(super) fn register_chunk_files(
     view: &mut View,
     warnings: &mut Vec<String>,
 ) -> u64 {
+    // Liveness of every chunk's series first, to size each series' chunk list once.
+    let live: Vec<Option<Vec<bool>>> = opened
+        .iter()
+        .map(|(_, _, result)| {
+            result.as_ref().ok().map(|(_, metas)| {
+                let ids: Vec<SeriesId> = metas.iter().map(|m| m.series_id).collect();
+                registry.live_mask(&ids)
+            })
+        })
+        .collect();
+    let mut counts: Vec<u32> = Vec::new();
+    for ((_, _, result), live) in opened.iter().zip(&live) {
+        if let (Ok((_, metas)), Some(live)) = (result, live) {
+            for (meta, &l) in metas.iter().zip(live) {
+                let sid = meta.series_id as usize;
+                if l {
+                    if counts.len() <= sid {
+                        counts.resize(sid + 1, 0);
+                    }
+                    counts[sid] += 1;
+                }
+            }
+        }
+    }
+    view.reserve_chunks(&counts);
+    drop(counts);
+
     let mut next_id = 1;
-    for (id, path, result) in opened {
+    for ((id, path, result), live) in opened.into_iter().zip(live) {
         next_id = next_id.max(id + 1);
         match result {
             Ok((file, metas)) => {
-                let ids: Vec<SeriesId> = metas.iter().map(|m| m.series_id).collect();
-                for (meta, live) in metas.into_iter().zip(registry.live_mask(&ids)) {
-                    if live {
+                for (meta, l) in metas.into_iter().zip(live.expect("mask of an opened file")) {
+                    if l {
                         view.add_chunk(id, meta);
                     }
                 }

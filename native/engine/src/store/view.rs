@@ -37,6 +37,19 @@ impl View {
             .collect()
     }
 
+    /// Make room for `counts[id]` more chunks of each series `id` (recovery knows
+    /// them all up front: one allocation per series instead of repeated growth).
+    pub fn reserve_chunks(&mut self, counts: &[u32]) {
+        if self.chunks.len() < counts.len() {
+            self.chunks.resize_with(counts.len(), Vec::new);
+        }
+        for (refs, &n) in self.chunks.iter_mut().zip(counts) {
+            if n > 0 {
+                refs.reserve_exact(n as usize);
+            }
+        }
+    }
+
     pub fn add_chunk(&mut self, file_id: u64, meta: ChunkMeta) {
         let id = meta.series_id as usize;
         if self.chunks.len() <= id {
