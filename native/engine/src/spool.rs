@@ -126,6 +126,8 @@ struct Inner {
     replay: HashMap<u64, Location>,
     /// The active segment's file, for `fdatasync` outside the lock.
     sync_file: Arc<File>,
+    /// Set by [`Spool::close`]: appends and completions are refused.
+    shut: bool,
 }
 
 /// An open spool directory. All methods take `&self`; share it between threads.
@@ -409,6 +411,7 @@ impl Spool {
             pending: pending_map,
             replay,
             sync_file,
+            shut: false,
         };
         let deletable = inner.take_deletable();
         remove_files(&deletable);
@@ -426,6 +429,7 @@ impl Spool {
         let mut frame = body_frame(header, body)?;
         let (seq, file, rotate) = {
             let mut inner = lock(&self.inner);
+            inner.check_open(&self.dir)?;
             let seq = inner.next_seq;
             frame[HEADER_LEN + 1..HEADER_LEN + 9].copy_from_slice(&seq.to_le_bytes());
             log::seal_frame(&mut frame)?;
@@ -456,6 +460,7 @@ impl Spool {
         let mut marked: Vec<(u64, u64, Option<Location>)> = Vec::with_capacity(seqs.len());
         {
             let mut inner = lock(&self.inner);
+            inner.check_open(&self.dir)?;
             for &seq in seqs {
                 if let Some(no) = inner.pending.remove(&seq) {
                     let loc = inner.replay.remove(&seq);
@@ -517,6 +522,12 @@ impl Spool {
         }
     }
 
+    /// Refuse further appends and completions (the store is stopping). What was written
+    /// stays for the next open.
+    pub fn close(&self) {
+        lock(&self.inner).shut = true;
+    }
+
     /// Bytes, segments and pending bodies.
     pub fn info(&self) -> SpoolInfo {
         let inner = lock(&self.inner);
@@ -570,6 +581,13 @@ impl Spool {
 }
 
 impl Inner {
+    fn check_open(&self, dir: &Path) -> Result<()> {
+        if self.shut {
+            return Err(Error::new(ErrorKind::Unavailable, format!("ingest spool {} is closed", dir.display())));
+        }
+        Ok(())
+    }
+
     fn segment_mut(&mut self, no: u64) -> Option<&mut Segment> {
         if self.active.no == no {
             return Some(&mut self.active);

@@ -232,3 +232,18 @@ fn spool_done_ranges_are_sorted_and_merged() {
         _ => panic!("not a completion record"),
     }
 }
+
+#[test]
+fn spool_a_closed_spool_refuses_appends_and_keeps_what_it_has() {
+    let dir = TempDir::new().unwrap();
+    let r = open(dir.path(), SpoolConfig::default());
+    let a = r.spool.append(&header(Format::Influx), b"kept").unwrap();
+    r.spool.close();
+    let e = r.spool.append(&header(Format::Influx), b"refused").unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Unavailable);
+    assert!(e.message.contains("closed"), "{e}");
+    assert_eq!(r.spool.done(&[a]).unwrap_err().kind, ErrorKind::Unavailable);
+    drop(r);
+    let r = open(dir.path(), SpoolConfig::default());
+    assert_eq!(bodies(&r), vec![(1, b"kept".to_vec())]);
+}
