@@ -135,39 +135,38 @@ defmodule TimelessMetrics.Ingest.Queue do
   """
   @spec checkout(t(), non_neg_integer(), pos_integer(), pos_integer()) :: {:ok, [entry()]} | :empty
   def checkout(q, index, max_bodies, max_bytes) do
-    case take(q, index, [], max_bodies, max_bytes) do
-      [] -> :empty
-      taken -> {:ok, Enum.reverse(taken)}
+    case :ets.select(q.queue, [{{:_, :"$1"}, [], [:"$1"]}], max_bodies) do
+      :"$end_of_table" ->
+        :empty
+
+      {entries, _continuation} ->
+        wanted = batch(entries, max_bytes)
+        :ets.insert(q.inflight, {index, wanted})
+
+        # Several workers may have selected the same entries: each goes to the one whose
+        # take succeeds.
+        case Enum.filter(wanted, &(:ets.take(q.queue, &1.seq) != [])) do
+          [] ->
+            :ets.delete(q.inflight, index)
+            checkout(q, index, max_bodies, max_bytes)
+
+          ^wanted ->
+            {:ok, wanted}
+
+          taken ->
+            :ets.insert(q.inflight, {index, taken})
+            {:ok, taken}
+        end
     end
   end
 
-  defp take(_q, _index, taken, 0, _bytes), do: taken
-  defp take(_q, _index, taken, _n, bytes) when bytes <= 0, do: taken
+  # The first entry alone if it already failed an attempt; else entries up to one that
+  # did, within `bytes` (the first one always).
+  defp batch([%{attempts: a} = first | _], _bytes) when a > 0, do: [first]
+  defp batch([first | rest], bytes), do: [first | batch_more(rest, bytes - first.size)]
 
-  defp take(q, index, taken, n, bytes) do
-    with seq when seq != :"$end_of_table" <- :ets.first(q.queue),
-         [{^seq, entry}] <- :ets.lookup(q.queue, seq),
-         true <- taken == [] or entry.attempts == 0 do
-      :ets.insert(q.inflight, {index, [entry | taken]})
-
-      # Several workers may have looked the same entry up: the one whose take
-      # succeeds owns it.
-      case :ets.take(q.queue, seq) do
-        [_] when entry.attempts > 0 -> [entry]
-        [_] -> take(q, index, [entry | taken], n - 1, bytes - entry.size)
-        [] -> take(q, index, taken, n, bytes)
-      end
-    else
-      :"$end_of_table" -> record_inflight(q, index, taken)
-      false -> record_inflight(q, index, taken)
-      [] -> take(q, index, taken, n, bytes)
-    end
-  end
-
-  defp record_inflight(q, index, taken) do
-    if taken == [], do: :ets.delete(q.inflight, index), else: :ets.insert(q.inflight, {index, taken})
-    taken
-  end
+  defp batch_more([%{attempts: 0, size: size} = e | rest], bytes) when size <= bytes, do: [e | batch_more(rest, bytes - size)]
+  defp batch_more(_rest, _bytes), do: []
 
   @doc "Whether entries are waiting."
   @spec pending?(t()) :: boolean()
@@ -234,7 +233,7 @@ defmodule TimelessMetrics.Ingest.Queue do
       spool_dir: if(opts.mode == :memory, do: nil, else: Spool.dir(opts.data_dir)),
       sync?: opts.fsync == :always,
       workers: opts.ingest_workers,
-      ingest_fun: opts.ingest_fun || (&TimelessMetrics.Ingest.ingest/4)
+      ingest_fun: opts.ingest_fun
     }
 
     case replay(q) do
