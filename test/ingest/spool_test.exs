@@ -186,6 +186,29 @@ defmodule TimelessMetrics.Ingest.SpoolTest do
       refute_received {:ingested, _, _, "LOSE v=1", _}
     end
 
+    test "bodies left in the previous one-file-per-body layout are moved into the spool and ingested", %{tmp_dir: dir} do
+      spool = Spool.dir(dir)
+      File.mkdir_p!(spool)
+      opts = %{extra_labels: [{"db", "tg"}], default_ts_ms: 1_700_000_000_000, precision: :s}
+      meta = :erlang.term_to_binary(%{format: :influx, opts: opts})
+      body = "cpu v=1 1"
+      legacy = ["TMSPOOL1", <<byte_size(meta)::32, byte_size(body)::64, :erlang.crc32([meta, body])::32>>, meta, body]
+      File.write!(Path.join(spool, "00000000000000000007.req"), legacy)
+      File.write!(Path.join(spool, "00000000000000000008.req"), "TMSPOOL1 torn")
+
+      log =
+        capture_log(fn ->
+          s = TestStore.start!(data_dir: dir, ingest_fun: reporting(self()), ingest_workers: 1)
+          assert_receive {:ingested, ^s, :influx, "cpu v=1 1", ^opts}, 5_000
+          await_drained(s)
+          assert IngestStats.snapshot(s).rejected == %{{:unknown, :corrupt_spool} => 1}
+        end)
+
+      assert log =~ "moved 1 bodies of the previous spool layout"
+      assert Path.wildcard(Path.join(spool, "*.req")) == []
+      assert File.exists?(Path.join(spool, "00000000000000000008.corrupt"))
+    end
+
     test "503 with Retry-After when the spool cannot be written; nothing stays reserved", %{
       tmp_dir: dir
     } do

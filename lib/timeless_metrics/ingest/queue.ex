@@ -249,7 +249,7 @@ defmodule TimelessMetrics.Ingest.Queue do
   defp replay(%{spool_dir: nil} = q), do: {:ok, q}
 
   defp replay(q) do
-    with {:ok, spool, pending, issues} <- Spool.open(q.spool_dir, q.sync?) do
+    with {:ok, spool, pending, issues} <- open_spool(q) do
       report_issues(q, issues)
 
       for {seq, format, opts, size} <- pending do
@@ -264,6 +264,28 @@ defmodule TimelessMetrics.Ingest.Queue do
       end
 
       {:ok, %{q | spool: spool}}
+    end
+  end
+
+  # Bodies left in the previous layout (one file per body) are moved into the spool first,
+  # then it is opened again so that they are replayed with the others.
+  defp open_spool(q) do
+    with {:ok, spool, pending, issues} <- Spool.open(q.spool_dir, q.sync?) do
+      case Spool.import_legacy(q.spool_dir, spool) do
+        {0, []} ->
+          {:ok, spool, pending, issues}
+
+        {n, bad} ->
+          Logger.warning("TimelessMetrics #{inspect(q.store)}: moved #{n} bodies of the previous spool layout into the spool")
+
+          for path <- bad do
+            Logger.error("TimelessMetrics #{inspect(q.store)}: #{path} is not a readable spooled body; kept as .corrupt")
+            IngestStats.add_rejected(q.stats, :unknown, :corrupt_spool, 1)
+          end
+
+          Spool.close(spool)
+          with {:ok, spool, pending, more} <- Spool.open(q.spool_dir, q.sync?), do: {:ok, spool, pending, issues ++ more}
+      end
     end
   end
 

@@ -109,6 +109,52 @@ defmodule TimelessMetrics.Ingest.Spool do
   @spec info(t()) :: %{bytes: non_neg_integer(), segments: pos_integer(), pending: non_neg_integer()}
   def info(spool), do: Native.spool_info(spool)
 
+  @legacy_magic "TMSPOOL1"
+
+  @doc """
+  Move bodies left by the previous spool layout (one `<seq>.req` file per body:
+  `"TMSPOOL1" | meta_size::32 | body_size::64 | crc32(meta <> body)::32 | meta | body`,
+  `meta` an external term `%{format: f, opts: opts}`) into `spool`, oldest first, deleting
+  each file once appended. Unreadable ones are renamed `*.corrupt`. Returns
+  `{imported, corrupt_paths}`.
+  """
+  @spec import_legacy(Path.t(), t()) :: {non_neg_integer(), [Path.t()]}
+  def import_legacy(dir, spool) do
+    dir
+    |> Path.join("*.req")
+    |> Path.wildcard()
+    |> Enum.sort()
+    |> Enum.reduce({0, []}, fn path, {n, bad} ->
+      with {:ok, bin} <- File.read(path),
+           {:ok, format, opts, body} <- legacy_decode(bin),
+           {:ok, _seq} <- append(spool, format, opts, body, false) do
+        File.rm(path)
+        {n + 1, bad}
+      else
+        _ ->
+          File.rename(path, Path.rootname(path) <> ".corrupt")
+          {n, [path | bad]}
+      end
+    end)
+  end
+
+  # The atoms a legacy meta may hold must exist for `binary_to_term(_, [:safe])`.
+  @legacy_atoms [:format, :opts, :extra_labels, :default_ts_ms, :precision, :ns, :us, :ms, :s,
+                 :vm_json, :prometheus_text, :influx, :remote_write]
+
+  defp legacy_decode(<<@legacy_magic, ms::32, bs::64, crc::32, meta::binary-size(ms), body::binary-size(bs)>>) do
+    with true <- :erlang.crc32([meta, body]) == crc,
+         %{format: format, opts: opts} when format in @legacy_atoms and is_map(opts) <- :erlang.binary_to_term(meta, [:safe]) do
+      {:ok, format, opts, body}
+    else
+      _ -> {:error, :corrupt}
+    end
+  rescue
+    ArgumentError -> {:error, :corrupt}
+  end
+
+  defp legacy_decode(_), do: {:error, :corrupt}
+
   @doc """
   Keep a body that could not be ingested for inspection, as
   `<spool dir>/failed/<seq>.<format>`; returns the file's path.
