@@ -13,7 +13,8 @@ defmodule TimelessMetrics.IngestWorker do
   `ingest_workers` of them run under `TimelessMetrics.Ingest.WorkerSupervisor`, as
   `:"<store>.ingest_worker_<i>"`. A request wakes worker `seq rem N`; a worker that
   takes a batch while more are waiting wakes the next one, so all of them share a
-  backlog. A body the engine cannot take now (`{:unavailable, _}`) is put back and
+  backlog. A worker woken to a short queue (under 32 bodies) waits 2 ms first, so that
+  bodies arriving meanwhile share its batch. A body the engine cannot take now (`{:unavailable, _}`) is put back and
   retried with a backoff (up to 5 s). A worker killed while ingesting finds its batch in
   the queue's in-flight table on restart and queues it again; a body that failed an
   attempt is retried alone, and given up after 3 attempts (kept as
@@ -32,6 +33,8 @@ defmodule TimelessMetrics.IngestWorker do
   @drain_ms 25_000
   @batch_bodies 64
   @batch_bytes 1_048_576
+  @linger_below 32
+  @linger_ms 2
 
   @doc false
   def child_spec({opts, index}) do
@@ -51,7 +54,7 @@ defmodule TimelessMetrics.IngestWorker do
     with {:ok, q} <- Queue.fetch(store) do
       recover(q, index)
       send(self(), :work)
-      {:ok, %{q: q, index: index, backoff: 0}}
+      {:ok, %{q: q, index: index, backoff: 0, lingering: false}}
     else
       {:error, reason} -> {:stop, reason}
     end
@@ -90,11 +93,32 @@ defmodule TimelessMetrics.IngestWorker do
   end
 
   @impl true
+  def handle_info(:work, %{lingering: true} = state), do: {:noreply, state}
+
   def handle_info(:work, state) do
     flush_wakeups()
 
+    # A short queue: wait a moment so that bodies arriving meanwhile share the batch
+    # (one engine call and one completion record for all of them).
+    if Queue.depth(state.q) < @linger_below do
+      Process.send_after(self(), :linger_over, @linger_ms)
+      {:noreply, %{state | lingering: true}}
+    else
+      work(state)
+    end
+  end
+
+  def handle_info(:linger_over, state) do
+    flush_wakeups()
+    work(%{state | lingering: false})
+  end
+
+  def handle_info(_other, state), do: {:noreply, state}
+
+  defp work(state) do
     case step(state) do
       :empty -> {:noreply, %{state | backoff: 0}}
+
       :done ->
         send(self(), :work)
         {:noreply, %{state | backoff: 0}}
@@ -102,8 +126,6 @@ defmodule TimelessMetrics.IngestWorker do
       :retry -> retry_later(state)
     end
   end
-
-  def handle_info(_other, state), do: {:noreply, state}
 
   @impl true
   def terminate(:shutdown, state), do: drain(state, System.monotonic_time(:millisecond) + @drain_ms)
