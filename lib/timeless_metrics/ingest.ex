@@ -54,17 +54,17 @@ defmodule TimelessMetrics.Ingest do
     size = byte_size(body)
 
     with :ok <- Queue.reserve(q, size) do
-      seq = Queue.next_seq(q)
+      case spool(q, format, opts, body) do
+        {:ok, seq, spooled} ->
+          Queue.push(q, %{seq: seq, format: format, opts: opts, body: body, spooled: spooled, size: size, attempts: 0})
 
-      case spool(q, seq, format, opts, body) do
-        {:ok, path, spooled} ->
-          Queue.spooled(q, spooled)
-          entry = %{seq: seq, format: format, opts: opts, body: body, path: path, size: size, spool_size: spooled, attempts: 0}
-          Queue.push(q, entry)
-
-        {:error, reason} ->
+        {:error, {kind, message}} when kind in [:unavailable, :io] ->
           Queue.release(q, size)
-          {:error, {:io, "ingest spool: #{:file.format_error(reason)}"}}
+          {:error, {kind, "ingest spool: #{message}"}}
+
+        {:error, {_kind, message}} ->
+          Queue.release(q, size)
+          {:error, {:io, "ingest spool: #{message}"}}
       end
     end
   rescue
@@ -72,6 +72,24 @@ defmodule TimelessMetrics.Ingest do
     ArgumentError -> {:error, {:unavailable, "store #{inspect(q.store)} is restarting"}}
   end
 
-  defp spool(%Queue{spool_dir: nil}, _seq, _format, _opts, _body), do: {:ok, nil, 0}
-  defp spool(q, seq, format, opts, body), do: Spool.write(q.spool_dir, seq, format, opts, body, q.sync?)
+  defp spool(%Queue{spool: nil} = q, _format, _opts, _body), do: {:ok, Queue.next_seq(q), false}
+
+  defp spool(q, format, opts, body) do
+    with {:ok, seq} <- Spool.append(q.spool, format, opts, body, q.sync?), do: {:ok, seq, true}
+  end
+
+  @doc """
+  Parse and store several bodies now, in one engine call (what the workers call for a
+  batch of queued bodies): one result per body, in order, as `ingest/4` would answer it.
+  A store failure fails every body.
+  """
+  @spec ingest_many(atom(), [{format(), binary(), opts()}]) :: [{:ok, report()} | {:error, Engine.reason()}]
+  def ingest_many(_store, []), do: []
+
+  def ingest_many(store, items) do
+    case Engine.call(store, &Native.ingest_many(&1, items)) do
+      {:ok, results} -> Enum.map(results, fn {:error, _} = e -> e; report -> {:ok, report} end)
+      {:error, _} = error -> List.duplicate(error, length(items))
+    end
+  end
 end

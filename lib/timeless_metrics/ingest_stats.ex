@@ -5,7 +5,7 @@ defmodule TimelessMetrics.IngestStats do
   and read with `snapshot/1` (for `/health/detailed` and `/metrics`).
 
       TimelessMetrics.IngestStats.snapshot(:metrics)
-      #=> %{queue_depth: 0, queue_bytes: 0, spool_bytes: 0,
+      #=> %{queue_depth: 0, queue_bytes: 0, spool_bytes: 0, spool_pending: 0,
       #     requests: %{influx: 12, prometheus_text: 0, remote_write: 0, vm_json: 0},
       #     points: %{influx: 480, ...}, rejected: %{{:influx, :bad_value} => 1}, refused: %{}}
 
@@ -21,7 +21,8 @@ defmodule TimelessMetrics.IngestStats do
     format `:unknown` for a replayed body that could not be read back);
   - `refused`: `{format, reason} => n` requests answered with an error before queuing
     (`:bad_parameter`, `:bad_encoding`, `:too_large`, `:queue_full`, `:unavailable`);
-  - `spool_bytes`: bytes of the spool files on disk (0 in memory mode).
+  - `spool_bytes`: bytes of the spool's segment files on disk, `spool_pending`: spooled
+    bodies not yet marked done (both 0 in memory mode).
 
   The counters live with the store's `TimelessMetrics.Ingest.Queue` and restart from
   zero when it restarts.
@@ -40,7 +41,8 @@ defmodule TimelessMetrics.IngestStats do
           requests: %{format() => non_neg_integer()},
           rejected: %{{format(), atom()} => non_neg_integer()},
           refused: %{{format(), atom()} => non_neg_integer()},
-          spool_bytes: non_neg_integer()
+          spool_bytes: non_neg_integer(),
+          spool_pending: non_neg_integer()
         }
 
   @doc "The ingest formats, in counter order."
@@ -103,7 +105,7 @@ defmodule TimelessMetrics.IngestStats do
 
   defp empty do
     zeros = Map.new(@formats, &{&1, 0})
-    %{queue_depth: 0, queue_bytes: 0, spool_bytes: 0, requests: zeros, points: zeros, rejected: %{}, refused: %{}}
+    %{queue_depth: 0, queue_bytes: 0, spool_bytes: 0, spool_pending: 0, requests: zeros, points: zeros, rejected: %{}, refused: %{}}
   end
 
   defp index(:vm_json), do: 0

@@ -1,18 +1,25 @@
 defmodule TimelessMetrics.IngestWorker do
   @moduledoc """
-  Drains a store's ingest queue (`TimelessMetrics.Ingest.Queue`): takes one body at a
-  time, ingests it (`TimelessMetrics.Ingest.ingest/4`, or the store's `ingest_fun`
-  in tests), counts points and rejections (`TimelessMetrics.IngestStats`), logs
-  rejected lines (`TimelessMetrics.Ingest.RejectLog`), stores metadata
-  (`TimelessMetrics.Ingest.Metadata`), then deletes the body's spool file.
+  Drains a store's ingest queue (`TimelessMetrics.Ingest.Queue`). Each step takes a
+  batch of queued bodies (up to 64 bodies or 1 MiB, and no more than its share of the
+  backlog: queue depth / workers) and ingests them in one engine call
+  (`TimelessMetrics.Ingest.ingest_many/2`, so per-body fixed costs are paid once per
+  batch; the store's `ingest_fun`, in tests, is called per body). For each body it counts
+  points and rejections per format and reason (`TimelessMetrics.IngestStats`), logs
+  rejected lines naming the body (`TimelessMetrics.Ingest.RejectLog`) and stores
+  metadata (`TimelessMetrics.Ingest.Metadata`); then it marks the batch done in the
+  spool with one call (`TimelessMetrics.Ingest.Spool.done/2`).
 
   `ingest_workers` of them run under `TimelessMetrics.Ingest.WorkerSupervisor`, as
   `:"<store>.ingest_worker_<i>"`. A request wakes worker `seq rem N`; a worker that
-  takes a body while more are waiting wakes the next one, so all of them share a
-  backlog. A body the engine cannot take now (`{:unavailable, _}`) is put back and
-  retried with a backoff (up to 5 s). A worker killed while ingesting finds its body in
-  the queue's in-flight table on restart and queues it again (3 attempts at most). On
-  a clean shutdown the worker drains the queue for up to 25 s.
+  takes a batch while more are waiting wakes the next one, so all of them share a
+  backlog. A worker woken to a short queue (under 32 bodies) waits 2 ms first, so that
+  bodies arriving meanwhile share its batch. A body the engine cannot take now (`{:unavailable, _}`) is put back and
+  retried with a backoff (up to 5 s). A worker killed while ingesting finds its batch in
+  the queue's in-flight table on restart and queues it again; a body that failed an
+  attempt is retried alone, and given up after 3 attempts (kept as
+  `<spool>/failed/<seq>.<format>`). On a clean shutdown the worker drains the queue for
+  up to 25 s.
 
       {TimelessMetrics.IngestWorker, {opts, 0}}   # opts from TimelessMetrics.Options.validate/1
   """
@@ -24,6 +31,10 @@ defmodule TimelessMetrics.IngestWorker do
 
   @max_backoff 5_000
   @drain_ms 25_000
+  @batch_bodies 64
+  @batch_bytes 1_048_576
+  @linger_below 32
+  @linger_ms 2
 
   @doc false
   def child_spec({opts, index}) do
@@ -43,38 +54,71 @@ defmodule TimelessMetrics.IngestWorker do
     with {:ok, q} <- Queue.fetch(store) do
       recover(q, index)
       send(self(), :work)
-      {:ok, %{q: q, index: index, backoff: 0}}
+      {:ok, %{q: q, index: index, backoff: 0, lingering: false}}
     else
       {:error, reason} -> {:stop, reason}
     end
   end
 
   defp recover(q, index) do
-    case Queue.recover(q, index) do
-      :none ->
-        :ok
+    {requeued, failed} = Queue.recover(q, index)
 
-      {:requeued, entry} ->
-        Logger.warning("TimelessMetrics #{inspect(q.store)}: ingest worker #{index} restarted; retrying body #{entry.seq}")
+    for entry <- requeued do
+      Logger.warning("TimelessMetrics #{inspect(q.store)}: ingest worker #{index} restarted; retrying body #{entry.seq}")
+    end
 
-      {:failed, entry} ->
-        Logger.error(
-          "TimelessMetrics #{inspect(q.store)}: ingest body #{entry.seq} crashed the ingest workers " <>
-            "#{entry.attempts} times; given up" <> if(entry.path, do: ", kept as #{Path.rootname(entry.path)}.failed", else: "")
-        )
+    for entry <- failed do
+      kept = set_aside(q, entry)
 
-        if entry.path, do: Spool.quarantine(entry.path, "failed")
-        IngestStats.add_rejected(q.stats, entry.format || :unknown, :worker_crash, 1)
-        finish(q, index, entry)
+      Logger.error(
+        "TimelessMetrics #{inspect(q.store)}: ingest body #{entry.seq} crashed the ingest workers " <>
+          "#{entry.attempts} times; given up" <> kept
+      )
+
+      IngestStats.add_rejected(q.stats, entry.format || :unknown, :worker_crash, 1)
+    end
+
+    finish(q, index, failed, [])
+  end
+
+  defp set_aside(%{spool: nil}, _entry), do: ""
+
+  defp set_aside(q, entry) do
+    with {:ok, format, _opts, body} <- load(q, entry),
+         {:ok, path} <- Spool.set_aside(q.spool_dir, entry.seq, format, body) do
+      ", kept as #{path}"
+    else
+      _ -> ", and it could not be kept"
     end
   end
 
   @impl true
+  def handle_info(:work, %{lingering: true} = state), do: {:noreply, state}
+
   def handle_info(:work, state) do
     flush_wakeups()
 
+    # A short queue: wait a moment so that bodies arriving meanwhile share the batch
+    # (one engine call and one completion record for all of them).
+    if Queue.depth(state.q) < @linger_below do
+      Process.send_after(self(), :linger_over, @linger_ms)
+      {:noreply, %{state | lingering: true}}
+    else
+      work(state)
+    end
+  end
+
+  def handle_info(:linger_over, state) do
+    flush_wakeups()
+    work(%{state | lingering: false})
+  end
+
+  def handle_info(_other, state), do: {:noreply, state}
+
+  defp work(state) do
     case step(state) do
       :empty -> {:noreply, %{state | backoff: 0}}
+
       :done ->
         send(self(), :work)
         {:noreply, %{state | backoff: 0}}
@@ -82,8 +126,6 @@ defmodule TimelessMetrics.IngestWorker do
       :retry -> retry_later(state)
     end
   end
-
-  def handle_info(_other, state), do: {:noreply, state}
 
   @impl true
   def terminate(:shutdown, state), do: drain(state, System.monotonic_time(:millisecond) + @drain_ms)
@@ -109,77 +151,96 @@ defmodule TimelessMetrics.IngestWorker do
     {:noreply, %{state | backoff: backoff}}
   end
 
-  # One body: :done, :empty, or :retry (put back, the engine is unavailable).
+  # One batch: :done, :empty, or :retry (some put back, the engine is unavailable).
   defp step(%{q: q, index: index}) do
-    case Queue.checkout(q, index) do
+    share = div(Queue.depth(q), q.workers)
+
+    case Queue.checkout(q, index, min(max(share, 1), @batch_bodies), @batch_bytes) do
       :empty ->
         :empty
 
-      {:ok, entry} ->
+      {:ok, entries} ->
         if Queue.pending?(q), do: Queue.wake(q, rem(index + 1, q.workers))
-        process(q, index, entry)
+        process(q, index, entries)
     end
   end
 
-  defp process(q, index, entry) do
-    case load(entry) do
-      {:ok, format, opts, body} ->
-        case q.ingest_fun.(q.store, format, body, opts) do
-          {:ok, report} ->
-            record(q, format, report)
-            finish(q, index, entry)
+  defp process(q, index, entries) do
+    {loaded, unreadable} =
+      entries
+      |> Enum.map(fn entry -> {entry, load(q, entry)} end)
+      |> Enum.split_with(fn {_entry, r} -> match?({:ok, _, _, _}, r) end)
 
-          {:error, {:unavailable, message}} ->
-            Logger.warning("TimelessMetrics #{inspect(q.store)}: ingest postponed: #{message}")
-            Queue.putback(q, index, entry)
-            :retry
-
-          {:error, reason} ->
-            refused_body(q, format, entry, reason)
-            finish(q, index, entry)
-        end
-
-      {:error, reason} ->
-        Logger.error("TimelessMetrics #{inspect(q.store)}: spooled ingest body #{entry.path} unreadable (#{inspect(reason)}); kept as .corrupt")
-        Spool.quarantine(entry.path)
-        IngestStats.add_rejected(q.stats, :unknown, :corrupt_spool, 1)
-        finish(q, index, entry)
+    for {entry, {:error, reason}} <- unreadable do
+      Logger.error("TimelessMetrics #{inspect(q.store)}: spooled ingest body #{entry.seq} unreadable (#{reason_message(reason)}); dropped")
+      IngestStats.add_rejected(q.stats, :unknown, :corrupt_spool, 1)
     end
+
+    items = for {_entry, {:ok, format, opts, body}} <- loaded, do: {format, body, opts}
+    results = ingest(q, items)
+
+    retry =
+      for {{entry, {:ok, format, _, _}}, result} <- Enum.zip(loaded, results), reduce: [] do
+        retry ->
+          case result do
+            {:ok, report} ->
+              record(q, format, entry, report)
+              retry
+
+            {:error, {:unavailable, message}} ->
+              if retry == [], do: Logger.warning("TimelessMetrics #{inspect(q.store)}: ingest postponed: #{message}")
+              [entry | retry]
+
+            {:error, reason} ->
+              refused_body(q, format, entry, reason)
+              retry
+          end
+      end
+
+    finish(q, index, entries -- retry, retry)
+    if retry == [], do: :done, else: :retry
   end
 
-  defp load(%{body: body, format: format, opts: opts}) when is_binary(body), do: {:ok, format, opts, body}
+  defp ingest(_q, []), do: []
+  defp ingest(%{ingest_fun: nil} = q, items), do: TimelessMetrics.Ingest.ingest_many(q.store, items)
+  defp ingest(q, items), do: Enum.map(items, fn {format, body, opts} -> q.ingest_fun.(q.store, format, body, opts) end)
 
-  defp load(%{path: path}) do
-    with {:ok, %{format: format, opts: opts}, body} <- Spool.read(path), do: {:ok, format, opts, body}
-  end
+  defp load(_q, %{body: body, format: format, opts: opts}) when is_binary(body), do: {:ok, format, opts, body}
+  defp load(q, %{seq: seq}), do: Spool.read(q.spool, seq)
 
-  defp record(q, format, report) do
+  defp record(q, format, entry, report) do
     IngestStats.add_points(q.stats, format, Map.get(report, :samples, 0))
 
     for {reason, n} <- Map.get(report, :rejected_by_reason, []), n > 0 do
       IngestStats.add_rejected(q.stats, format, reason, n)
     end
 
-    RejectLog.log(q.log_limit, q.store, format, Map.get(report, :rejected, []))
+    RejectLog.log(q.log_limit, q.store, format, Map.get(report, :rejected, []), entry.seq)
     Metadata.upsert(q.store, q.meta_cache, Map.get(report, :metadata, []))
   end
 
   defp refused_body(q, format, entry, reason) do
     kind = with {k, _msg} when is_atom(k) <- reason, do: k, else: (_ -> :error)
     IngestStats.add_rejected(q.stats, format, kind, 1)
-    RejectLog.log(q.log_limit, q.store, format, [%{line: 0, reason: kind, message: reason_message(reason), sample: "body #{entry.seq}"}])
+    RejectLog.log(q.log_limit, q.store, format, [%{line: 0, reason: kind, message: reason_message(reason), sample: "body #{entry.seq}"}], entry.seq)
   end
 
   defp reason_message({_kind, msg}) when is_binary(msg), do: msg
   defp reason_message(other), do: inspect(other)
 
-  defp finish(q, index, entry) do
-    if entry.path do
-      Spool.delete(entry.path)
-      Queue.spooled(q, -entry.spool_size)
+  # Mark `finished` done in the spool (one completion record), release them from the
+  # queue, put `retry` back. If the completion cannot be written the bodies are replayed
+  # on the next start (ingested twice, harmlessly).
+  defp finish(q, index, finished, retry) do
+    spooled = for e <- finished, e.spooled, do: e.seq
+
+    if q.spool do
+      with {:error, reason} <- Spool.done(q.spool, spooled) do
+        Logger.warning("TimelessMetrics #{inspect(q.store)}: ingest spool: cannot mark #{length(spooled)} bodies done (#{reason_message(reason)})")
+      end
     end
 
-    Queue.done(q, index, entry)
+    Queue.done(q, index, finished, retry)
     :done
   end
 end

@@ -34,6 +34,14 @@ defmodule TimelessMetrics.Native do
   # -- ingest path -------------------------------------------------------------
   def decompress(_encoding, _body, _max_bytes), do: nif()
   def ingest(_store, _format, _body, _opts), do: nif()
+  def ingest_many(_store, _items), do: nif()
+  def spool_open(_dir, _config), do: nif()
+  def spool_append(_spool, _format, _opts, _body), do: nif()
+  def spool_append_dirty(_spool, _format, _opts, _body), do: nif()
+  def spool_done(_spool, _seqs), do: nif()
+  def spool_read(_spool, _seq), do: nif()
+  def spool_close(_spool), do: nif()
+  def spool_info(_spool), do: nif()
 
   # -- read path -------------------------------------------------------------
   def select(_store, _matchers, _from, _to), do: nif()

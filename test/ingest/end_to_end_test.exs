@@ -12,7 +12,6 @@ defmodule TimelessMetrics.Ingest.EndToEndTest do
   alias TimelessMetrics, as: TM
   alias TimelessMetrics.{DB, IngestStats, TestStore, WriterProcess}
   alias TimelessMetrics.HTTP.Ingest, as: Handler
-  alias TimelessMetrics.Ingest.Spool
 
   @moduletag :tmp_dir
 
@@ -112,7 +111,7 @@ defmodule TimelessMetrics.Ingest.EndToEndTest do
 
     s = TestStore.start!(data_dir: dir)
     await_drained(s, 60_000)
-    assert Path.wildcard(Path.join(Spool.dir(dir), "*.req")) == []
+    assert IngestStats.snapshot(s).spool_pending == 0
 
     {:ok, rows} = TM.query_multi(s, "e2e_crash", %{}, from: 0, unit: :millisecond)
 

@@ -7,20 +7,25 @@ defmodule TimelessMetrics.Ingest.Queue do
   this process:
 
   - `queue` (`ordered_set` by sequence number): `{seq, entry}`;
-  - `inflight` (`set` by worker index): `{index, entry}`, the body a worker is ingesting.
-    A worker that crashes finds it there when it restarts and queues it again (after
-    3 attempts the body is moved out of the spool as `*.failed`);
-  - atomics: next sequence number, depth (bodies queued or in flight), their bytes,
-    and the spool's bytes. `reserve/2` bounds depth and bytes by the store's
-    `ingest_queue_max_bodies` / `ingest_queue_max_bytes`.
+  - `inflight` (`set` by worker index): `{index, entries}`, the bodies a worker is
+    ingesting. A worker that crashes finds them there when it restarts and queues them
+    again, one more attempt counted; a body with a failed attempt is retried alone, and
+    after 3 attempts it is given up (kept as `<spool>/failed/<seq>.<format>`);
+  - atomics: next sequence number (memory mode; on disk the spool numbers bodies),
+    depth (bodies queued or in flight) and their bytes. `reserve/2` bounds depth and
+    bytes by the store's `ingest_queue_max_bodies` / `ingest_queue_max_bytes`.
 
-  An entry is a map: `seq`, `format`, `opts`, `body` (or `nil` for a replayed body,
-  read back from `path` by the worker), `path` (the spool file, `nil` in memory mode),
-  `size` (bytes counted in the queue), `spool_size` (bytes of its spool file), `attempts`.
+  The spool (`TimelessMetrics.Ingest.Spool`, `nil` in memory mode) is opened here; the
+  request processes append to it directly.
+
+  An entry is a map: `seq`, `format`, `opts`, `body` (or `nil` for a replayed body, read
+  back from the spool by the worker), `spooled` (whether it is in the spool), `size`
+  (bytes counted in the queue), `attempts`.
 
       {:ok, q} = TimelessMetrics.Ingest.Queue.fetch(:metrics)
       :ok = TimelessMetrics.Ingest.Queue.reserve(q, byte_size(body))
       TimelessMetrics.Ingest.Queue.push(q, %{seq: TimelessMetrics.Ingest.Queue.next_seq(q), ...})
+      {:ok, [entry | _]} = TimelessMetrics.Ingest.Queue.checkout(q, 0, 64, 1_048_576)
   """
   use GenServer
   require Logger
@@ -31,12 +36,11 @@ defmodule TimelessMetrics.Ingest.Queue do
   @seq 1
   @depth 2
   @bytes 3
-  @spool_bytes 4
 
   @max_attempts 3
 
   defstruct [:store, :queue, :inflight, :atomics, :stats, :meta_cache, :log_limit, :max_bodies, :max_bytes,
-             :spool_dir, :sync?, :workers, :ingest_fun]
+             :spool_dir, :spool, :sync?, :workers, :ingest_fun]
 
   @type t :: %__MODULE__{}
   @type entry :: %{
@@ -44,9 +48,8 @@ defmodule TimelessMetrics.Ingest.Queue do
           format: atom() | nil,
           opts: map() | nil,
           body: binary() | nil,
-          path: Path.t() | nil,
+          spooled: boolean(),
           size: non_neg_integer(),
-          spool_size: non_neg_integer(),
           attempts: non_neg_integer()
         }
 
@@ -100,13 +103,9 @@ defmodule TimelessMetrics.Ingest.Queue do
     :atomics.sub(q.atomics, @bytes, bytes)
   end
 
-  @doc "A new sequence number."
+  @doc "A new sequence number (memory mode; spooled bodies are numbered by the spool)."
   @spec next_seq(t()) :: non_neg_integer()
   def next_seq(q), do: :atomics.add_get(q.atomics, @seq, 1)
-
-  @doc "Account for `bytes` written to (positive) or deleted from (negative) the spool."
-  @spec spooled(t(), integer()) :: :ok
-  def spooled(q, bytes), do: :atomics.add(q.atomics, @spool_bytes, bytes)
 
   @doc "Queue a reserved entry and wake a worker."
   @spec push(t(), entry()) :: :ok
@@ -129,78 +128,89 @@ defmodule TimelessMetrics.Ingest.Queue do
   # ------------------------------------------------------------------ consumers
 
   @doc """
-  Take the oldest entry for worker `index`, recording it as in flight first so that a
-  crash of the worker cannot lose it.
+  Take the oldest entries for worker `index`, up to `max_bodies` and `max_bytes` (at
+  least one), recording them as in flight first so that a crash of the worker cannot
+  lose them. An entry that already failed an attempt is taken alone, so that a body that
+  crashes the worker cannot take others down with it.
   """
-  @spec checkout(t(), non_neg_integer()) :: {:ok, entry()} | :empty
-  def checkout(q, index) do
-    case :ets.first(q.queue) do
+  @spec checkout(t(), non_neg_integer(), pos_integer(), pos_integer()) :: {:ok, [entry()]} | :empty
+  def checkout(q, index, max_bodies, max_bytes) do
+    case :ets.select(q.queue, [{{:_, :"$1"}, [], [:"$1"]}], max_bodies) do
       :"$end_of_table" ->
         :empty
 
-      seq ->
-        case :ets.lookup(q.queue, seq) do
-          [{^seq, entry}] ->
-            :ets.insert(q.inflight, {index, entry})
+      {entries, _continuation} ->
+        wanted = batch(entries, max_bytes)
+        :ets.insert(q.inflight, {index, wanted})
 
-            # Several workers may have looked the same entry up: the one whose take
-            # succeeds owns it.
-            case :ets.take(q.queue, seq) do
-              [_] -> {:ok, entry}
-              [] -> checkout(q, index)
-            end
-
+        # Several workers may have selected the same entries: each goes to the one whose
+        # take succeeds.
+        case Enum.filter(wanted, &(:ets.take(q.queue, &1.seq) != [])) do
           [] ->
-            checkout(q, index)
+            :ets.delete(q.inflight, index)
+            checkout(q, index, max_bodies, max_bytes)
+
+          ^wanted ->
+            {:ok, wanted}
+
+          taken ->
+            :ets.insert(q.inflight, {index, taken})
+            {:ok, taken}
         end
     end
   end
+
+  # The first entry alone if it already failed an attempt; else entries up to one that
+  # did, within `bytes` (the first one always).
+  defp batch([%{attempts: a} = first | _], _bytes) when a > 0, do: [first]
+  defp batch([first | rest], bytes), do: [first | batch_more(rest, bytes - first.size)]
+
+  defp batch_more([%{attempts: 0, size: size} = e | rest], bytes) when size <= bytes, do: [e | batch_more(rest, bytes - size)]
+  defp batch_more(_rest, _bytes), do: []
 
   @doc "Whether entries are waiting."
   @spec pending?(t()) :: boolean()
   def pending?(q), do: :ets.first(q.queue) != :"$end_of_table"
 
-  @doc "Worker `index` is done with `entry` (ingested, or given up on)."
-  @spec done(t(), non_neg_integer(), entry()) :: :ok
-  def done(q, index, entry) do
-    :ets.delete(q.inflight, index)
-    release(q, entry.size)
-  end
+  @doc "Bodies queued or in flight."
+  @spec depth(t()) :: non_neg_integer()
+  def depth(q), do: get(q, @depth)
 
-  @doc "Put worker `index`'s in-flight `entry` back in the queue unchanged (retry later)."
-  @spec putback(t(), non_neg_integer(), entry()) :: :ok
-  def putback(q, index, entry) do
-    :ets.insert(q.queue, {entry.seq, entry})
+  @doc "Worker `index` is done with `entries` (ingested, or given up on) and puts `retry` back."
+  @spec done(t(), non_neg_integer(), [entry()], [entry()]) :: :ok
+  def done(q, index, entries, retry \\ []) do
+    for e <- retry, do: :ets.insert(q.queue, {e.seq, e})
     :ets.delete(q.inflight, index)
-    :ok
+    Enum.each(entries, &release(q, &1.size))
   end
 
   @doc """
-  On a worker's start: what its previous incarnation left in flight. Returns
-  `{:requeued, entry}` (queued again, one more attempt counted), `{:failed, entry}`
-  (it was the last attempt: the caller must give up on it), or `:none`.
+  On a worker's start: what its previous incarnation left in flight, each with one more
+  attempt counted. Returns `{requeued, failed}`: `requeued` are queued again, `failed`
+  had their last attempt (the caller must give up on them).
   """
-  @spec recover(t(), non_neg_integer()) :: {:requeued, entry()} | {:failed, entry()} | :none
+  @spec recover(t(), non_neg_integer()) :: {[entry()], [entry()]}
   def recover(q, index) do
     case :ets.lookup(q.inflight, index) do
       [] ->
-        :none
+        {[], []}
 
-      [{^index, entry}] ->
-        entry = %{entry | attempts: entry.attempts + 1}
-
-        if entry.attempts >= @max_attempts do
-          {:failed, entry}
-        else
-          putback(q, index, entry)
-          {:requeued, entry}
-        end
+      [{^index, entries}] ->
+        entries = Enum.map(entries, &%{&1 | attempts: &1.attempts + 1})
+        {failed, requeued} = Enum.split_with(entries, &(&1.attempts >= @max_attempts))
+        for e <- requeued, do: :ets.insert(q.queue, {e.seq, e})
+        :ets.delete(q.inflight, index)
+        {requeued, failed}
     end
   end
 
-  @doc "Queue depth, bytes and spool bytes."
-  @spec sizes(t()) :: %{queue_depth: non_neg_integer(), queue_bytes: non_neg_integer(), spool_bytes: non_neg_integer()}
-  def sizes(q), do: %{queue_depth: get(q, @depth), queue_bytes: get(q, @bytes), spool_bytes: get(q, @spool_bytes)}
+  @doc "Queue depth and bytes, spool bytes (on disk) and spooled bodies not done."
+  @spec sizes(t()) :: %{queue_depth: non_neg_integer(), queue_bytes: non_neg_integer(), spool_bytes: non_neg_integer(),
+                        spool_pending: non_neg_integer()}
+  def sizes(q) do
+    spool = if q.spool, do: Spool.info(q.spool), else: %{bytes: 0, pending: 0}
+    %{queue_depth: get(q, @depth), queue_bytes: get(q, @bytes), spool_bytes: spool.bytes, spool_pending: spool.pending}
+  end
 
   defp get(q, i), do: :atomics.get(q.atomics, i)
 
@@ -214,7 +224,7 @@ defmodule TimelessMetrics.Ingest.Queue do
       store: opts.name,
       queue: :ets.new(:ingest_queue, [:ordered_set, :public, write_concurrency: true, read_concurrency: true]),
       inflight: :ets.new(:ingest_inflight, [:set, :public, write_concurrency: true]),
-      atomics: :atomics.new(4, signed: true),
+      atomics: :atomics.new(3, signed: true),
       stats: IngestStats.new(),
       meta_cache: :ets.new(:ingest_metadata, [:set, :public, read_concurrency: true]),
       log_limit: :atomics.new(3, signed: true),
@@ -223,46 +233,74 @@ defmodule TimelessMetrics.Ingest.Queue do
       spool_dir: if(opts.mode == :memory, do: nil, else: Spool.dir(opts.data_dir)),
       sync?: opts.fsync == :always,
       workers: opts.ingest_workers,
-      ingest_fun: opts.ingest_fun || (&TimelessMetrics.Ingest.ingest/4)
+      ingest_fun: opts.ingest_fun
     }
 
     case replay(q) do
-      :ok ->
+      {:ok, q} ->
         :persistent_term.put(key(q.store), q)
         {:ok, q}
 
-      {:error, reason} ->
-        {:stop, {:io, "ingest spool #{q.spool_dir}: #{:file.format_error(reason)}"}}
+      {:error, {_kind, message}} ->
+        {:stop, {:io, "ingest spool #{q.spool_dir}: #{message}"}}
     end
   end
 
-  defp replay(%{spool_dir: nil}), do: :ok
+  defp replay(%{spool_dir: nil} = q), do: {:ok, q}
 
   defp replay(q) do
-    with :ok <- Spool.init(q.spool_dir) do
-      {files, _bad} = Spool.scan(q.spool_dir)
+    with {:ok, spool, pending, issues} <- open_spool(q) do
+      report_issues(q, issues)
 
-      for {seq, path, size} <- files do
-        entry = %{seq: seq, format: nil, opts: nil, body: nil, path: path, size: size, spool_size: size, attempts: 0}
+      for {seq, format, opts, size} <- pending do
+        entry = %{seq: seq, format: format, opts: opts, body: nil, spooled: true, size: size, attempts: 0}
         :ets.insert(q.queue, {seq, entry})
         :atomics.add(q.atomics, @depth, 1)
         :atomics.add(q.atomics, @bytes, size)
-        :atomics.add(q.atomics, @spool_bytes, size)
       end
 
-      last = files |> List.last() |> then(fn nil -> 0; {seq, _, _} -> seq end)
-      :atomics.put(q.atomics, @seq, last)
-
-      if files != [] do
-        Logger.info("TimelessMetrics #{inspect(q.store)}: replaying #{length(files)} spooled ingest bodies")
+      if pending != [] do
+        Logger.info("TimelessMetrics #{inspect(q.store)}: replaying #{length(pending)} spooled ingest bodies")
       end
 
-      :ok
+      {:ok, %{q | spool: spool}}
+    end
+  end
+
+  # Bodies left in the previous layout (one file per body) are moved into the spool first,
+  # then it is opened again so that they are replayed with the others.
+  defp open_spool(q) do
+    with {:ok, spool, pending, issues} <- Spool.open(q.spool_dir, q.sync?) do
+      case Spool.import_legacy(q.spool_dir, spool) do
+        {0, []} ->
+          {:ok, spool, pending, issues}
+
+        {n, bad} ->
+          Logger.warning("TimelessMetrics #{inspect(q.store)}: moved #{n} bodies of the previous spool layout into the spool")
+
+          for path <- bad do
+            Logger.error("TimelessMetrics #{inspect(q.store)}: #{path} is not a readable spooled body; kept as .corrupt")
+            IngestStats.add_rejected(q.stats, :unknown, :corrupt_spool, 1)
+          end
+
+          Spool.close(spool)
+          with {:ok, spool, pending, more} <- Spool.open(q.spool_dir, q.sync?), do: {:ok, spool, pending, issues ++ more}
+      end
+    end
+  end
+
+  # A torn tail is an append cut by a crash (never acknowledged); a corrupt record is a
+  # body lost to damage on disk: counted as rejected (`:corrupt_spool`).
+  defp report_issues(q, issues) do
+    for {kind, path, offset, message} <- issues do
+      Logger.error("TimelessMetrics #{inspect(q.store)}: ingest spool #{path} at offset #{offset}: #{message}")
+      if kind == :corrupt, do: IngestStats.add_rejected(q.stats, :unknown, :corrupt_spool, 1)
     end
   end
 
   @impl true
   def terminate(_reason, q) do
     :persistent_term.erase(key(q.store))
+    if q.spool, do: Spool.close(q.spool)
   end
 end

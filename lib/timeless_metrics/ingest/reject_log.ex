@@ -7,8 +7,8 @@ defmodule TimelessMetrics.Ingest.RejectLog do
 
       limit = :atomics.new(3, signed: true)
       TimelessMetrics.Ingest.RejectLog.log(limit, :metrics, :influx,
-        [%{line: 3, reason: :bad_value, message: "field value is not a number", sample: "cpu v=x 1"}])
-      # [warning] TimelessMetrics :metrics: influx line 3 rejected (bad_value): field value is not a number: "cpu v=x 1"
+        [%{line: 3, reason: :bad_value, message: "field value is not a number", sample: "cpu v=x 1"}], 42)
+      # [warning] TimelessMetrics :metrics: influx line 3 rejected (bad_value): field value is not a number: "cpu v=x 1" (body 42)
   """
 
   require Logger
@@ -21,18 +21,21 @@ defmodule TimelessMetrics.Ingest.RejectLog do
   @spec per_window() :: pos_integer()
   def per_window, do: @per_window
 
-  @doc "Log (some of) the rejections of one body."
-  @spec log(:atomics.atomics_ref(), atom(), atom(), [map()]) :: :ok
-  def log(_limit, _store, _format, []), do: :ok
+  @doc "Log (some of) the rejections of one body (`body`: its sequence number, named in the log)."
+  @spec log(:atomics.atomics_ref(), atom(), atom(), [map()], non_neg_integer() | nil) :: :ok
+  def log(limit, store, format, rejected, body \\ nil)
+  def log(_limit, _store, _format, [], _body), do: :ok
 
-  def log(limit, store, format, rejected) do
+  def log(limit, store, format, rejected, body) do
+    where = if body, do: " (body #{body})", else: ""
+
     roll_window(limit, store)
 
     Enum.each(rejected, fn r ->
       if :atomics.add_get(limit, 2, 1) <= @per_window do
         Logger.warning(
           "TimelessMetrics #{inspect(store)}: #{format} line #{Map.get(r, :line)} rejected (#{Map.get(r, :reason)}): " <>
-            "#{Map.get(r, :message)}: #{inspect(truncate(Map.get(r, :sample, "")))}"
+            "#{Map.get(r, :message)}: #{inspect(truncate(Map.get(r, :sample, "")))}" <> where
         )
       else
         :atomics.add(limit, 3, 1)

@@ -1,162 +1,169 @@
 defmodule TimelessMetrics.Ingest.Spool do
   @moduledoc """
-  The durable spool of accepted ingest bodies: one file per body in
-  `<data_dir>/ingest_spool/`, so that a `204` answered to a client survives a `kill -9`
-  of the VM.
+  The durable spool of accepted ingest bodies, so that a `204` answered to a client
+  survives a `kill -9` of the VM. It is the engine's append-only spool
+  (`timeless_engine::spool`, byte layout in `native/engine/FORMAT-ingest.md`, "Spool") in
+  `<data_dir>/ingest_spool/`: segment files `<number>.spool` of framed, checksummed
+  records.
 
-  ## Layout
-
-  A body accepted with sequence number `seq` is written by the request's own process to
-  `<seq>.tmp` (the number zero-padded to 20 digits, so names sort by sequence) and renamed
-  to `<seq>.req`; only then is it queued and answered. When a worker has ingested it, the
-  file is deleted. A file is:
-
-      "TMSPOOL1" | meta_size::32 | body_size::64 | crc32(meta <> body)::32 | meta | body
-
-  where `meta` is `:erlang.term_to_binary(%{format: f, opts: opts})` (`opts` as for
-  `TimelessMetrics.Ingest.ingest/4`, with the receive time already resolved into
-  `default_ts_ms`, so a replay stores the samples at the same time as the first try).
-
-  ## Crash semantics
-
-  - The `write(2)` and the rename happen before the `204`: once answered, the body is in
-    the OS and survives the death of the VM. With the store's `fsync: :always` the file is
-    also `fdatasync`ed before the rename, so it survives a power loss too (the rename
-    itself is left to the file system's ordering).
-  - On start, every `*.req` is queued again in sequence order (`scan/1`); leftover `*.tmp`
-    files were never acknowledged and are deleted. A `*.req` whose size or CRC does not
-    match (a torn write after a power loss) is renamed `*.corrupt` and logged.
-  - A crash after a body was ingested but before its file was deleted ingests it twice
-    on the next start: harmless, the engine keeps the last value for a duplicate timestamp.
+  - `append/5` writes one body record (sequence number, format, the options needed to
+    parse it later, the body) with one `write(2)` in the request's own process (a NIF
+    call, no message to any process) and returns the body's sequence number; only then is
+    the body queued and answered. With the store's `fsync: :always` the segment is also
+    `fdatasync`ed first.
+  - `done/2` marks bodies ingested with one completion record per call (workers call it
+    once per batch). Segments rotate by size (16 MiB) and age (1 s) and are deleted once
+    every body in them (and in every older segment) is done.
+  - `open/2` (at store start) returns the bodies not done, to be queued again with their
+    options; their bytes are read back with `read/2` by the worker that takes them. A torn
+    tail is cut and a damaged record skipped, each reported with file and offset.
+  - A crash after a body was ingested but before its completion record was written
+    ingests it twice on the next start: harmless, the engine keeps the last value for a
+    duplicate timestamp.
 
       iex> dir = Path.join(System.tmp_dir!(), "spool_doc_#{System.unique_integer([:positive])}")
-      iex> :ok = TimelessMetrics.Ingest.Spool.init(dir)
-      iex> {:ok, path, size} = TimelessMetrics.Ingest.Spool.write(dir, 7, :influx, %{precision: :s}, "cpu v=1 1", false)
-      iex> TimelessMetrics.Ingest.Spool.read(path)
-      {:ok, %{format: :influx, opts: %{precision: :s}}, "cpu v=1 1"}
-      iex> TimelessMetrics.Ingest.Spool.scan(dir) == {[{7, path, size}], []}
-      true
+      iex> {:ok, spool, [], []} = TimelessMetrics.Ingest.Spool.open(dir, false)
+      iex> opts = %{extra_labels: [], default_ts_ms: 1_700_000_000_000, precision: :s}
+      iex> {:ok, seq} = TimelessMetrics.Ingest.Spool.append(spool, :influx, opts, "cpu v=1 1", false)
+      iex> TimelessMetrics.Ingest.Spool.close(spool)
+      iex> {:ok, spool, [{^seq, :influx, ^opts, 9}], []} = TimelessMetrics.Ingest.Spool.open(dir, false)
+      iex> TimelessMetrics.Ingest.Spool.read(spool, seq)
+      {:ok, :influx, %{extra_labels: [], default_ts_ms: 1_700_000_000_000, precision: :s}, "cpu v=1 1"}
+      iex> TimelessMetrics.Ingest.Spool.done(spool, [seq])
+      :ok
   """
 
-  require Logger
+  alias TimelessMetrics.Native
 
-  @magic "TMSPOOL1"
+  @typedoc "An open spool (a NIF resource)."
+  @type t :: reference()
+  @type pending :: {seq :: pos_integer(), format :: atom(), opts :: map(), bytes :: non_neg_integer()}
+  @type issue :: {:torn_tail | :corrupt, path :: String.t(), offset :: non_neg_integer(), message :: String.t()}
 
-  # The atoms a spooled meta may hold. `binary_to_term(meta, [:safe])` refuses atoms
-  # the VM does not know yet, and at start (replay) the modules that use them may not
-  # be loaded: listing them here creates them when this module loads.
-  @meta_atoms [:format, :opts, :extra_labels, :default_ts_ms, :precision, :ns, :us, :ms, :s,
-               :vm_json, :prometheus_text, :influx, :remote_write]
-  @header_size 8 + 4 + 8 + 4
+  # Bodies up to this size are appended on a normal scheduler (a write(2) of a few
+  # kilobytes takes microseconds); larger ones on a dirty I/O scheduler.
+  @small_body 65_536
+  @max_segment_bytes 16 * 1_048_576
+  @max_segment_age_ms 1_000
 
   @doc "The spool directory of a store's data directory."
   @spec dir(Path.t()) :: Path.t()
   def dir(data_dir), do: Path.join(Path.expand(data_dir), "ingest_spool")
 
-  @doc "Create the spool directory and delete half-written (`*.tmp`) files."
-  @spec init(Path.t()) :: :ok | {:error, term()}
-  def init(dir) do
-    with :ok <- File.mkdir_p(dir) do
-      dir |> Path.join("*.tmp") |> Path.wildcard() |> Enum.each(&File.rm/1)
+  @doc """
+  Open (create) the spool in `dir`. Returns the bodies not done yet, in sequence order,
+  and what was found damaged (torn tails cut, corrupt records skipped).
+  """
+  @spec open(Path.t(), boolean()) :: {:ok, t(), [pending()], [issue()]} | {:error, term()}
+  def open(dir, sync?) do
+    config = %{max_segment_bytes: @max_segment_bytes, max_segment_age_ms: @max_segment_age_ms, sync: sync?}
+
+    case Native.spool_open(dir, config) do
+      {:error, _} = error -> error
+      {spool, pending, issues} -> {:ok, spool, pending, issues}
     end
   end
 
   @doc """
-  Durably write one body; returns the file's path and size. With `sync?` the data is
-  `fdatasync`ed before the file gets its final name.
+  Append one body; returns its sequence number once the bytes are written (and, with
+  `sync?`, fdatasynced).
   """
-  @spec write(Path.t(), non_neg_integer(), atom(), map(), binary(), boolean()) ::
-          {:ok, Path.t(), non_neg_integer()} | {:error, term()}
-  def write(dir, seq, format, opts, body, sync?) do
-    meta = :erlang.term_to_binary(%{format: format, opts: opts})
-    crc = :erlang.crc32([meta, body])
-    data = [@magic, <<byte_size(meta)::32, byte_size(body)::64, crc::32>>, meta, body]
-    name = name(seq)
-    tmp = Path.join(dir, name <> ".tmp")
-    path = Path.join(dir, name <> ".req")
-
-    with {:ok, fd} <- :file.open(tmp, [:write, :raw, :binary]),
-         :ok <- write_sync(fd, data, sync?),
-         :ok <- :file.rename(tmp, path) do
-      {:ok, path, IO.iodata_length(data)}
-    else
-      {:error, _} = error ->
-        File.rm(tmp)
-        error
-    end
-  end
-
-  defp write_sync(fd, data, sync?) do
+  @spec append(t(), atom(), map(), binary(), boolean()) :: {:ok, pos_integer()} | {:error, term()}
+  def append(spool, format, opts, body, sync?) do
     result =
-      with :ok <- :file.write(fd, data) do
-        if sync?, do: :file.datasync(fd), else: :ok
-      end
+      if sync? or byte_size(body) > @small_body,
+        do: Native.spool_append_dirty(spool, format, opts, body),
+        else: Native.spool_append(spool, format, opts, body)
 
-    :file.close(fd)
-    result
-  end
-
-  @doc "Read and verify a spooled body."
-  @spec read(Path.t()) :: {:ok, %{format: atom(), opts: map()}, binary()} | {:error, term()}
-  def read(path) do
-    with {:ok, bin} <- File.read(path) do
-      decode(bin)
+    case result do
+      seq when is_integer(seq) -> {:ok, seq}
+      {:error, _} = error -> error
     end
   end
 
-  @doc false
-  def meta_atoms, do: @meta_atoms
+  @doc "Mark bodies ingested (or given up on): they are not replayed any more."
+  @spec done(t(), [pos_integer()]) :: :ok | {:error, term()}
+  def done(_spool, []), do: :ok
 
-  defp decode(<<@magic, ms::32, bs::64, crc::32, meta::binary-size(ms), body::binary-size(bs)>>) do
-    if :erlang.crc32([meta, body]) == crc do
-      {:ok, :erlang.binary_to_term(meta, [:safe]), body}
+  def done(spool, seqs) do
+    case Native.spool_done(spool, seqs) do
+      n when is_integer(n) -> :ok
+      {:error, _} = error -> error
+    end
+  end
+
+  @doc "Read back a body returned by `open/2`."
+  @spec read(t(), pos_integer()) :: {:ok, atom(), map(), binary()} | {:error, term()}
+  def read(spool, seq) do
+    case Native.spool_read(spool, seq) do
+      {:error, _} = error -> error
+      {format, opts, body} -> {:ok, format, opts, body}
+    end
+  end
+
+  @doc "Refuse further appends (the store is stopping); what was written stays for the next start."
+  @spec close(t()) :: :ok
+  def close(spool), do: Native.spool_close(spool)
+
+  @doc "Bytes on disk, segment files and bodies not done."
+  @spec info(t()) :: %{bytes: non_neg_integer(), segments: pos_integer(), pending: non_neg_integer()}
+  def info(spool), do: Native.spool_info(spool)
+
+  @legacy_magic "TMSPOOL1"
+
+  @doc """
+  Move bodies left by the previous spool layout (one `<seq>.req` file per body:
+  `"TMSPOOL1" | meta_size::32 | body_size::64 | crc32(meta <> body)::32 | meta | body`,
+  `meta` an external term `%{format: f, opts: opts}`) into `spool`, oldest first, deleting
+  each file once appended. Unreadable ones are renamed `*.corrupt`. Returns
+  `{imported, corrupt_paths}`.
+  """
+  @spec import_legacy(Path.t(), t()) :: {non_neg_integer(), [Path.t()]}
+  def import_legacy(dir, spool) do
+    dir
+    |> Path.join("*.req")
+    |> Path.wildcard()
+    |> Enum.sort()
+    |> Enum.reduce({0, []}, fn path, {n, bad} ->
+      with {:ok, bin} <- File.read(path),
+           {:ok, format, opts, body} <- legacy_decode(bin),
+           {:ok, _seq} <- append(spool, format, opts, body, false) do
+        File.rm(path)
+        {n + 1, bad}
+      else
+        _ ->
+          File.rename(path, Path.rootname(path) <> ".corrupt")
+          {n, [path | bad]}
+      end
+    end)
+  end
+
+  # The atoms a legacy meta may hold must exist for `binary_to_term(_, [:safe])`.
+  @legacy_atoms [:format, :opts, :extra_labels, :default_ts_ms, :precision, :ns, :us, :ms, :s,
+                 :vm_json, :prometheus_text, :influx, :remote_write]
+
+  defp legacy_decode(<<@legacy_magic, ms::32, bs::64, crc::32, meta::binary-size(ms), body::binary-size(bs)>>) do
+    with true <- :erlang.crc32([meta, body]) == crc,
+         %{format: format, opts: opts} when format in @legacy_atoms and is_map(opts) <- :erlang.binary_to_term(meta, [:safe]) do
+      {:ok, format, opts, body}
     else
-      {:error, :corrupt}
+      _ -> {:error, :corrupt}
     end
   rescue
     ArgumentError -> {:error, :corrupt}
   end
 
-  defp decode(_), do: {:error, :corrupt}
-
-  @doc "Delete a body's file once it is ingested."
-  @spec delete(Path.t()) :: :ok | {:error, term()}
-  def delete(path) do
-    case File.rm(path) do
-      {:error, :enoent} -> :ok
-      other -> other
-    end
-  end
+  defp legacy_decode(_), do: {:error, :corrupt}
 
   @doc """
-  Move a body out of the replay, keeping it for inspection: `*.corrupt` (unreadable)
-  or `*.failed` (it crashed the workers repeatedly).
+  Keep a body that could not be ingested for inspection, as
+  `<spool dir>/failed/<seq>.<format>`; returns the file's path.
   """
-  @spec quarantine(Path.t(), String.t()) :: :ok | {:error, term()}
-  def quarantine(path, suffix \\ "corrupt"), do: File.rename(path, Path.rootname(path) <> "." <> suffix)
+  @spec set_aside(Path.t(), pos_integer(), atom(), binary()) :: {:ok, Path.t()} | {:error, term()}
+  def set_aside(dir, seq, format, body) do
+    failed = Path.join(dir, "failed")
+    path = Path.join(failed, "#{seq}.#{format}")
 
-  @doc """
-  The spooled bodies to replay, `{[{seq, path, size}], sorted by seq}` plus the paths of
-  files too short to hold their header (moved aside as `*.corrupt`).
-  """
-  @spec scan(Path.t()) :: {[{non_neg_integer(), Path.t(), non_neg_integer()}], [Path.t()]}
-  def scan(dir) do
-    dir
-    |> Path.join("*.req")
-    |> Path.wildcard()
-    |> Enum.reduce({[], []}, fn path, {ok, bad} ->
-      with {seq, ""} <- Integer.parse(Path.basename(path, ".req")),
-           {:ok, %File.Stat{size: size}} when size >= @header_size <- File.stat(path) do
-        {[{seq, path, size} | ok], bad}
-      else
-        _ ->
-          Logger.error("TimelessMetrics ingest spool: #{path} is not a spooled body; moved aside as .corrupt")
-          quarantine(path)
-          {ok, [path | bad]}
-      end
-    end)
-    |> then(fn {ok, bad} -> {Enum.sort(ok), bad} end)
+    with :ok <- File.mkdir_p(failed), :ok <- File.write(path, body), do: {:ok, path}
   end
-
-  defp name(seq), do: seq |> Integer.to_string() |> String.pad_leading(20, "0")
 end

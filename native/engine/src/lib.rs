@@ -14,6 +14,7 @@
 //! | [`buffer`] | sharded in-memory head buffers that writes land in before a flush |
 //! | [`query`]  | raw reads, bucketed aggregates, counter-aware rate/increase |
 //! | [`store`]  | the store: open/recover/lock, write paths, flush, reads, info, delete |
+//! | [`spool`]  | append-only spool of accepted ingest bodies (acknowledged before parsing) |
 //! | [`promql`] | the PromQL evaluator: an expression tree over a step grid, Prometheus 2.53 semantics |
 //!
 //! On-disk formats are described byte by byte in `FORMAT.md` beside this crate.
@@ -28,6 +29,7 @@ pub mod buffer;
 pub mod query;
 pub mod store;
 pub mod ingest;
+pub mod spool;
 pub mod promql;
 
 pub use error::{Error, ErrorKind, Result};

@@ -1,5 +1,5 @@
-//! Ingest NIFs: decompress a request body, and parse + resolve + write a body
-//! in one of the four wire formats (all on dirty schedulers).
+//! Ingest NIFs: decompress a request body, and parse + resolve + write one body
+//! (`ingest`) or several (`ingest_many`) in the four wire formats (all on dirty schedulers).
 
 use rustler::{Atom, Binary, Encoder, Env, NewBinary, NifResult, ResourceArc, Term};
 use timeless_engine::ingest::{self, Format, IngestOptions, IngestReport, Precision};
@@ -8,7 +8,7 @@ use timeless_engine::store::now_ms;
 use crate::convert::{bad_input, engine_err, text, tuple_elems};
 use crate::{atoms, StoreRes};
 
-fn format_of(term: Term) -> NifResult<Format> {
+pub(crate) fn format_of(term: Term) -> NifResult<Format> {
     let name = text(term).unwrap_or_default();
     Ok(match name.as_str() {
         "vm_json" => Format::VmJson,
@@ -19,7 +19,7 @@ fn format_of(term: Term) -> NifResult<Format> {
     })
 }
 
-fn options(map: Term) -> NifResult<IngestOptions> {
+pub(crate) fn options(map: Term) -> NifResult<IngestOptions> {
     let env = map.get_env();
     let get = |key: &str| map.map_get(Atom::from_str(env, key).ok()?).ok();
     let mut opts = IngestOptions::default();
@@ -54,11 +54,11 @@ fn options(map: Term) -> NifResult<IngestOptions> {
     Ok(opts)
 }
 
-fn atom<'a>(env: Env<'a>, name: &str) -> Term<'a> {
+pub(crate) fn atom<'a>(env: Env<'a>, name: &str) -> Term<'a> {
     Atom::from_str(env, name).expect("atom").encode(env)
 }
 
-fn map<'a>(env: Env<'a>, pairs: &[(&str, Term<'a>)]) -> NifResult<Term<'a>> {
+pub(crate) fn map<'a>(env: Env<'a>, pairs: &[(&str, Term<'a>)]) -> NifResult<Term<'a>> {
     let keys: Vec<Term> = pairs.iter().map(|(k, _)| atom(env, k)).collect();
     let values: Vec<Term> = pairs.iter().map(|(_, v)| *v).collect();
     Term::map_from_term_arrays(env, &keys, &values)
@@ -123,6 +123,30 @@ fn ingest<'a>(env: Env<'a>, res: ResourceArc<StoreRes>, format: Term<'a>, body: 
     let opts = options(opts)?;
     let report = ingest::ingest(&res.store, format, body.as_slice(), &opts).map_err(engine_err)?;
     report_term(env, &report)
+}
+
+/// `ingest_many(store, [{format, body, opts}]) -> [report | {:error, {kind, message}}]`,
+/// one result per body in order; a store failure fails the whole call.
+#[rustler::nif(schedule = "DirtyCpu")]
+fn ingest_many<'a>(env: Env<'a>, res: ResourceArc<StoreRes>, items: Vec<Term<'a>>) -> NifResult<Term<'a>> {
+    let mut decoded: Vec<(Format, Binary<'a>, IngestOptions)> = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        let e = tuple_elems(item)
+            .filter(|e| e.len() == 3)
+            .ok_or_else(|| bad_input(format!("ingest_many: item {i}: expected {{format, body, opts}}")))?;
+        let body = e[1].decode::<Binary>().map_err(|_| bad_input(format!("ingest_many: item {i}: body must be a binary")))?;
+        decoded.push((format_of(e[0])?, body, options(e[2])?));
+    }
+    let refs: Vec<ingest::BodyRef> = decoded.iter().map(|(f, b, o)| (*f, b.as_slice(), o)).collect();
+    let results = ingest::ingest_many(&res.store, &refs).map_err(engine_err)?;
+    let terms: Vec<Term> = results
+        .iter()
+        .map(|r| match r {
+            Ok(report) => report_term(env, report),
+            Err(e) => Ok((atoms::error(), (atom(env, e.kind.as_str()), e.message.as_str())).encode(env)),
+        })
+        .collect::<NifResult<_>>()?;
+    Ok(terms.encode(env))
 }
 
 /// `decompress(encoding, body, max_bytes) -> binary`

@@ -8,7 +8,8 @@
 //! | [`convert`] | term <-> engine value helpers, the error tuple `{:error, {kind, message}}` |
 //! | [`write`]   | write path: `resolve`, `write_batch`, `write_resolved` |
 //! | [`read`]    | read path: `read_series`, `read_many`, `aggregate`, `latest`, listings |
-//! | [`ingest`]  | ingest path: `decompress`, `ingest` (parse + resolve + write a body) |
+//! | [`ingest`]  | ingest path: `decompress`, `ingest` / `ingest_many` (parse + resolve + write bodies) |
+//! | [`spool`]   | durable spool of accepted bodies: `spool_open/append/done/read/info` |
 //! | [`promql`]  | `promql_eval`: planned PromQL AST in, evaluated value out |
 //! | [`admin`]   | lifecycle and admin: open/close/flush/merge/maintain/info/delete, admin SQLite |
 //!
@@ -20,6 +21,7 @@ mod convert;
 mod ingest;
 mod promql;
 mod read;
+mod spool;
 mod write;
 
 use std::sync::Arc;

@@ -301,13 +301,50 @@ fn read_limited(encoding: &str, mut r: impl Read, in_len: usize, max_bytes: usiz
 /// docs; per-format rules are in `FORMAT-ingest.md`.
 pub fn ingest(store: &Store, format: Format, body: &[u8], opts: &IngestOptions) -> Result<IngestReport> {
     let mut sink = Sink::new(store, format, opts)?;
-    match format {
-        Format::PrometheusText => prometheus_text::ingest(&mut sink, body)?,
-        Format::Influx => influx::ingest(&mut sink, body)?,
-        Format::VmJson => vm_json::ingest(&mut sink, body)?,
-        Format::RemoteWrite => remote_write::ingest(&mut sink, body)?,
-    }
+    parse(&mut sink, format, body)?;
     sink.finish()
+}
+
+/// One body of [`ingest_many`]: its format, bytes and options.
+pub type BodyRef<'a> = (Format, &'a [u8], &'a IngestOptions);
+
+/// Parse and write several bodies in one pass, so that the fixed costs of a body (sink
+/// buffers, the store write and its WAL record) are paid once per call, not per body: the
+/// samples of all bodies go to the store in shared batches of up to [`BATCH`].
+///
+/// Each body gets its own report, as [`ingest`] would give. A body that cannot be decoded
+/// at all (`BadInput`, `TooLarge`: a remote write protobuf error, an invalid extra label)
+/// gets its `Err` and nothing of it is written; the other bodies go on. A store failure
+/// (closed store, WAL I/O error) fails the whole call: the bodies before it may be written
+/// in part, as a single body may be when its store write fails.
+pub fn ingest_many(store: &Store, bodies: &[BodyRef]) -> Result<Vec<Result<IngestReport>>> {
+    let Some((format, _, opts)) = bodies.first() else {
+        return Ok(Vec::new());
+    };
+    let mut sink = Sink::new(store, *format, opts)?;
+    let mut out = Vec::with_capacity(bodies.len());
+    for (i, (format, body, opts)) in bodies.iter().enumerate() {
+        let parsed = if i == 0 { Ok(()) } else { sink.begin(*format, opts) }.and_then(|()| parse(&mut sink, *format, body));
+        match parsed {
+            Ok(()) => out.push(Ok(sink.end_body())),
+            Err(e) if matches!(e.kind, ErrorKind::BadInput | ErrorKind::TooLarge) => {
+                sink.drop_body();
+                out.push(Err(e));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    sink.flush()?;
+    Ok(out)
+}
+
+fn parse(sink: &mut Sink, format: Format, body: &[u8]) -> Result<()> {
+    match format {
+        Format::PrometheusText => prometheus_text::ingest(sink, body),
+        Format::Influx => influx::ingest(sink, body),
+        Format::VmJson => vm_json::ingest(sink, body),
+        Format::RemoteWrite => remote_write::ingest(sink, body),
+    }
 }
 
 // ------------------------------------------------------------------ shared machinery
@@ -344,6 +381,8 @@ pub(crate) struct Sink<'a> {
     ids: Vec<SeriesId>,
     ts: Vec<Timestamp>,
     vals: Vec<f64>,
+    /// Where the current body's unwritten samples start in `ids`/`ts`/`vals`.
+    body_start: usize,
     report: IngestReport,
     counts: [u64; REASONS.len()],
     meta_index: HashMap<String, usize>,
@@ -351,9 +390,31 @@ pub(crate) struct Sink<'a> {
 
 impl<'a> Sink<'a> {
     fn new(store: &'a Store, format: Format, opts: &'a IngestOptions) -> Result<Sink<'a>> {
-        let mut key = Vec::with_capacity(512);
-        key.push(format.key_tag());
-        key.extend_from_slice(&(opts.extra_labels.len() as u32).to_le_bytes());
+        let mut sink = Sink {
+            store,
+            opts,
+            limits: store.config().label_limits.clone(),
+            key: Vec::with_capacity(512),
+            prefix_len: 0,
+            ids: Vec::with_capacity(BATCH),
+            ts: Vec::with_capacity(BATCH),
+            vals: Vec::with_capacity(BATCH),
+            body_start: 0,
+            report: IngestReport::default(),
+            counts: [0; REASONS.len()],
+            meta_index: HashMap::new(),
+        };
+        sink.begin(format, opts)?;
+        Ok(sink)
+    }
+
+    /// Start a body: key prefix (format tag and extra labels), a fresh report. The sample
+    /// buffers are kept: they may hold earlier bodies' samples, not written yet.
+    fn begin(&mut self, format: Format, opts: &'a IngestOptions) -> Result<()> {
+        self.opts = opts;
+        self.key.clear();
+        self.key.push(format.key_tag());
+        self.key.extend_from_slice(&(opts.extra_labels.len() as u32).to_le_bytes());
         for (i, (n, v)) in opts.extra_labels.iter().enumerate() {
             if n != METRIC_NAME && !valid_label_name(n) {
                 return Err(Error::bad_input(format!(
@@ -364,24 +425,33 @@ impl<'a> Sink<'a> {
                 return Err(Error::bad_input(format!("extra label {i}: duplicate label name {n:?}")));
             }
             for s in [n, v] {
-                key.extend_from_slice(&(s.len() as u32).to_le_bytes());
-                key.extend_from_slice(s.as_bytes());
+                self.key.extend_from_slice(&(s.len() as u32).to_le_bytes());
+                self.key.extend_from_slice(s.as_bytes());
             }
         }
-        let prefix_len = key.len();
-        Ok(Sink {
-            store,
-            opts,
-            limits: store.config().label_limits.clone(),
-            key,
-            prefix_len,
-            ids: Vec::with_capacity(BATCH),
-            ts: Vec::with_capacity(BATCH),
-            vals: Vec::with_capacity(BATCH),
-            report: IngestReport::default(),
-            counts: [0; REASONS.len()],
-            meta_index: HashMap::new(),
-        })
+        self.prefix_len = self.key.len();
+        self.body_start = self.ids.len();
+        self.report = IngestReport::default();
+        self.counts = [0; REASONS.len()];
+        self.meta_index.clear();
+        Ok(())
+    }
+
+    /// The current body's report (its samples are buffered or written).
+    fn end_body(&mut self) -> IngestReport {
+        let mut report = std::mem::take(&mut self.report);
+        report.rejected_by_reason =
+            REASONS.iter().zip(self.counts).filter(|(_, n)| *n > 0).map(|(r, n)| (*r, n)).collect();
+        self.body_start = self.ids.len();
+        report
+    }
+
+    /// Forget the current body's samples that are not written yet (it failed as a whole).
+    fn drop_body(&mut self) {
+        self.ids.truncate(self.body_start);
+        self.ts.truncate(self.body_start);
+        self.vals.truncate(self.body_start);
+        self.report = IngestReport::default();
     }
 
     /// Start a new key (keeps the format tag and extra labels).
@@ -429,6 +499,7 @@ impl<'a> Sink<'a> {
         self.ids.push(id);
         self.ts.push(ts);
         self.vals.push(val);
+        self.report.samples += 1;
         if self.ids.len() >= BATCH {
             self.flush()?;
         }
@@ -440,7 +511,7 @@ impl<'a> Sink<'a> {
             return Ok(());
         }
         self.store.write_unchecked(&self.ids, &self.ts, &self.vals)?;
-        self.report.samples += self.ids.len() as u64;
+        self.body_start = 0;
         self.ids.clear();
         self.ts.clear();
         self.vals.clear();
@@ -482,9 +553,7 @@ impl<'a> Sink<'a> {
 
     fn finish(mut self) -> Result<IngestReport> {
         self.flush()?;
-        self.report.rejected_by_reason =
-            REASONS.iter().zip(self.counts).filter(|(_, n)| *n > 0).map(|(r, n)| (*r, n)).collect();
-        Ok(self.report)
+        Ok(self.end_body())
     }
 }
 
@@ -1175,5 +1244,73 @@ mod tests {
             ]
         );
         assert_eq!(r.samples, 1);
+    }
+
+    #[test]
+    fn ingest_many_gives_each_body_its_own_report_and_writes_them_all() {
+        let store = store();
+        let plain = opts();
+        let influx = IngestOptions {
+            extra_labels: vec![("dc".into(), "eu".into())],
+            precision: Precision::S,
+            ..opts()
+        };
+        let bad_extra = IngestOptions { extra_labels: vec![("1bad".into(), "x".into())], ..opts() };
+        let bodies: Vec<BodyRef> = vec![
+            (Format::PrometheusText, b"# TYPE up gauge\nup{job=\"a\"} 1 5000\nup{job=\"a\"} x 6000\n", &plain),
+            (Format::RemoteWrite, b"\xff\xff\xff", &plain),
+            (Format::Influx, b"cpu,host=h v=2 7\ncpu,host=h v=3 8\n", &influx),
+            (Format::PrometheusText, b"never 1 1000\n", &bad_extra),
+            (Format::PrometheusText, b"up{job=\"a\"} 4 9000\n", &plain),
+        ];
+        let out = ingest_many(&store, &bodies).unwrap();
+        assert_eq!(out.len(), 5);
+
+        let r0 = out[0].as_ref().unwrap();
+        assert_eq!((r0.samples, r0.series_created), (1, 1));
+        assert_eq!(reasons(r0), vec![(3, RejectReason::BadValue)]);
+        assert_eq!(r0.rejected_by_reason, vec![(RejectReason::BadValue, 1)]);
+        assert_eq!(r0.metadata[0].kind.as_deref(), Some("gauge"));
+
+        let e1 = out[1].as_ref().unwrap_err();
+        assert_eq!(e1.kind, ErrorKind::BadInput);
+
+        let r2 = out[2].as_ref().unwrap();
+        assert_eq!((r2.samples, r2.series_created, r2.rejected.len()), (2, 1, 0));
+        assert!(r2.metadata.is_empty());
+
+        assert!(out[3].as_ref().unwrap_err().message.contains("extra label 0"));
+
+        let r4 = out[4].as_ref().unwrap();
+        assert_eq!((r4.samples, r4.series_created, r4.rejected_by_reason.len()), (1, 0, 0));
+
+        let up = id_of(&store, "up", &[("job", "a")]);
+        assert_eq!(read_all(&store, up), (vec![5000, 9000], vec![1.0, 4.0]));
+        let cpu = id_of(&store, "cpu_v", &[("dc", "eu"), ("host", "h")]);
+        assert_eq!(read_all(&store, cpu), (vec![7000, 8000], vec![2.0, 3.0]));
+        assert!(store.lookup(&store.labels("never", &[]).unwrap()).is_none());
+        assert!(ingest_many(&store, &[]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn ingest_many_matches_one_body_at_a_time_across_batch_boundaries() {
+        // enough bodies that the shared buffer is written several times in the middle of one
+        let bodies: Vec<String> = (0..40)
+            .map(|b| (0..1000).map(|i| format!("m{{b=\"{}\",i=\"{i}\"}} {i} {}\n", b % 7, 1000 + b)).collect())
+            .collect();
+        let o = opts();
+        let one = store();
+        let want: Vec<u64> = bodies.iter().map(|b| ingest(&one, Format::PrometheusText, b.as_bytes(), &o).unwrap().samples).collect();
+        let many = store();
+        let refs: Vec<BodyRef> = bodies.iter().map(|b| (Format::PrometheusText, b.as_bytes(), &o)).collect();
+        let got: Vec<u64> = ingest_many(&many, &refs).unwrap().into_iter().map(|r| r.unwrap().samples).collect();
+        assert_eq!(got, want);
+        for b in 0..7 {
+            for i in [0, 999] {
+                let (bs, is) = (b.to_string(), i.to_string());
+                let labels = [("b", bs.as_str()), ("i", is.as_str())];
+                assert_eq!(read_all(&many, id_of(&many, "m", &labels)), read_all(&one, id_of(&one, "m", &labels)));
+            }
+        }
     }
 }
