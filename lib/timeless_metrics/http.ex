@@ -1,7 +1,7 @@
 defmodule TimelessMetrics.HTTP do
   @moduledoc """
   The HTTP server of a store: Prometheus- and VictoriaMetrics-compatible read,
-  ingest and operations endpoints on mochiweb. It runs as its own child beside the
+  ingest and operations endpoints (mochiweb's socket server accepts, `TimelessMetrics.HTTP.Connection` speaks HTTP/1.1). It runs as its own child beside the
   store (it only calls the store's public API).
 
       children = [
@@ -17,9 +17,9 @@ defmodule TimelessMetrics.HTTP do
   ```text
   TimelessMetrics.HTTP  (name: :"<store>.http", strategy: :rest_for_one)
   ├── TimelessMetrics.HTTP.Stats    :"<name>.stats"     ETS request counters (/metrics)
-  └── :mochiweb_http listener       :"<name>.listener"  one process per connection:
-        MochiwebAdapter (request map, bounded body) -> Router -> Query | Export |
-        Discovery | Ops | TimelessMetrics.HTTP.Ingest
+  └── mochiweb socket server        :"<name>.listener"  acceptor pool; one process per connection:
+        Connection (HTTP/1.1 framing, request map, bounded body) -> Router -> Query |
+        Export | Discovery | Ops | TimelessMetrics.HTTP.Ingest
   ```
 
   ## Options
@@ -169,7 +169,7 @@ defmodule TimelessMetrics.HTTP do
 
     case listener do
       nil -> raise ArgumentError, "no TimelessMetrics.HTTP server named #{inspect(server_or_store)} or serving that store"
-      listener -> :mochiweb_socket_server.get(listener, :port)
+      listener -> MochiwebAdapter.port(listener)
     end
   end
 
@@ -177,18 +177,9 @@ defmodule TimelessMetrics.HTTP do
 
   @impl true
   def init(config) do
-    listener = [
-      name: listener_name(config.name),
-      ip: config.ip,
-      port: config.port,
-      nodelay: true,
-      recbuf: 1_048_576,
-      loop: fn req -> MochiwebAdapter.handle(req, config) end
-    ]
-
     children = [
       %{id: Stats, start: {Stats, :start_link, [[name: :"#{config.name}.stats_owner", table: config.stats]]}},
-      %{id: :listener, start: {:mochiweb_http, :start_link, [listener]}}
+      MochiwebAdapter.child_spec(listener_name(config.name), config)
     ]
 
     Supervisor.init(children, strategy: :rest_for_one)

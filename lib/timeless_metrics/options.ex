@@ -25,8 +25,8 @@ defmodule TimelessMetrics.Options do
   | `:max_chunk_files` | `64` | chunk files are merged when there are more |
   | `:maintenance_interval` | `1000` | ms between maintenance ticks |
   | `:ingest_workers` | schedulers online | processes draining the ingest queue (`TimelessMetrics.IngestWorker`) |
-  | `:ingest_queue_max_bodies` | `1024` | bodies accepted but not yet ingested; more are refused with 429 |
-  | `:ingest_queue_max_bytes` | `268_435_456` | decompressed bytes of those bodies; more are refused with 429 |
+  | `:ingest_queue_max_bodies` | `8192` | bodies accepted but not yet ingested; more are refused with 429 |
+  | `:ingest_queue_max_bytes` | `67_108_864` | decompressed bytes of those bodies (they are in memory until ingested); more are refused with 429 |
   | `:ingest_fun` | `nil` | tests only: a `fn store, format, body, opts -> {:ok, report} \| {:error, reason} end` used by the ingest workers instead of `TimelessMetrics.Ingest.ingest/4` |
   """
 
@@ -49,8 +49,8 @@ defmodule TimelessMetrics.Options do
     max_chunk_files: 64,
     maintenance_interval: 1000,
     ingest_workers: nil,
-    ingest_queue_max_bodies: 1024,
-    ingest_queue_max_bytes: 268_435_456,
+    ingest_queue_max_bodies: 8192,
+    ingest_queue_max_bytes: 67_108_864,
     ingest_fun: nil
   }
 

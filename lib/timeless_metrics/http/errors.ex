@@ -15,6 +15,7 @@ defmodule TimelessMetrics.HTTP.Errors do
   | `:method_not_allowed` | 405 | `bad_data` |
   | `:timeout` | 408 | `timeout` |
   | `:too_large` | 413 | `bad_data` |
+  | `:head_too_large` | 431 | `bad_data` |
   | `:limit_exceeded`, `:execution` | 422 | `execution` |
   | `:query_timeout` (a PromQL query ran out of time) | 503 | `timeout` |
   | `:overloaded` | 429 (+ `Retry-After`) | `too_many_requests` |
@@ -42,6 +43,7 @@ defmodule TimelessMetrics.HTTP.Errors do
   def status(:method_not_allowed), do: 405
   def status(:timeout), do: 408
   def status(:too_large), do: 413
+  def status(:head_too_large), do: 431
   def status(:limit_exceeded), do: 422
   def status(:execution), do: 422
   def status(:query_timeout), do: 503
@@ -51,7 +53,7 @@ defmodule TimelessMetrics.HTTP.Errors do
 
   @doc "Prometheus's `errorType` for an error kind."
   @spec error_type(atom()) :: String.t()
-  def error_type(kind) when kind in [:bad_input, :unauthorized, :forbidden, :method_not_allowed, :too_large],
+  def error_type(kind) when kind in [:bad_input, :unauthorized, :forbidden, :method_not_allowed, :too_large, :head_too_large],
     do: "bad_data"
 
   def error_type(:not_found), do: "not_found"

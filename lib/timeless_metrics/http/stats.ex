@@ -13,6 +13,8 @@ defmodule TimelessMetrics.HTTP.Stats do
   use GenServer
 
   @buckets [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]
+  @bucket_micros Enum.map(@buckets, &round(&1 * 1_000_000))
+  @default_duration_row List.to_tuple([nil, 0, 0] ++ List.duplicate(0, length(@buckets) + 1))
 
   @doc "Start the owner of the named table `opts[:table]` (process name `opts[:name]`, optional)."
   @spec start_link(keyword()) :: GenServer.on_start()
@@ -32,14 +34,20 @@ defmodule TimelessMetrics.HTTP.Stats do
   def record(table, route, status, micros) do
     :ets.update_counter(table, {:requests, route, status}, {2, 1}, {{:requests, route, status}, 0})
 
-    seconds = micros / 1_000_000
-    # positions: 2 count, 3 sum (µs), 4.. one per bucket (cumulative), last is +Inf
-    bucket_ops = for {le, i} <- Enum.with_index(@buckets), seconds <= le, do: {4 + i, 1}
-    inf = {4 + length(@buckets), 1}
-    default = List.to_tuple([{:duration, route}, 0, 0] ++ List.duplicate(0, length(@buckets) + 1))
-    :ets.update_counter(table, {:duration, route}, [{2, 1}, {3, micros}, inf | bucket_ops], default)
+    # positions: 2 count, 3 sum (µs), 4.. one per bucket (not cumulative: the
+    # request counts in its own bucket only; `durations/1` accumulates), last is +Inf
+    ops = [{2, 1}, {3, micros}, {4 + bucket_index(micros), 1}]
+    :ets.update_counter(table, {:duration, route}, ops, @default_duration_row)
     :ok
   end
+
+  # index of the first bucket whose bound is >= micros (length(@buckets) for +Inf),
+  # as one function clause per bound
+  for {bound, i} <- Enum.with_index(@bucket_micros) do
+    defp bucket_index(micros) when micros <= unquote(bound), do: unquote(i)
+  end
+
+  defp bucket_index(_micros), do: unquote(length(@buckets))
 
   @doc "`[{route, status, count}]`, sorted (`[]` when the table does not exist)."
   @spec requests(atom()) :: [{String.t(), integer(), non_neg_integer()}]
@@ -68,7 +76,8 @@ defmodule TimelessMetrics.HTTP.Stats do
     |> :ets.match_object(duration_pattern())
     |> Enum.map(fn row ->
       [{:duration, route}, count, sum | buckets] = Tuple.to_list(row)
-      {route, count, sum / 1_000_000, Enum.zip(@buckets ++ [:infinity], buckets)}
+      cumulative = buckets |> Enum.scan(&(&1 + &2))
+      {route, count, sum / 1_000_000, Enum.zip(@buckets ++ [:infinity], cumulative)}
     end)
     |> Enum.sort()
   end
