@@ -1,6 +1,6 @@
 //! Heap bytes per buffered point and append cost of the head, on bench-like data.
 //!
-//! `cargo run --release -p timeless_engine --example head_memory [HOSTS [STEPS [SHARDS]]]`
+//! `cargo run --release -p timeless_engine --example head_memory [HOSTS [STEPS [SHARDS [REPS]]]]`
 //!
 //! Fills a [`Head`] the way bulk ingest does: HOSTS (default 1000) hosts x 39 series of the
 //! bench's devops generator (a port of `bench/support/devops.ex`: cpu 1-decimal random walks,
@@ -12,7 +12,7 @@
 //! Prints: live heap bytes per point from a counting global allocator (what the head asked
 //! the allocator for, capacity slack included) and its peak, the VmRSS growth, and the time
 //! per point of `insert` and of `take_all` (thread CPU time; wall time is noisy on a shared
-//! machine).
+//! machine), the best of REPS (default 3) fills of a fresh head.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
@@ -149,10 +149,17 @@ fn arg(i: usize, default: usize) -> usize {
     std::env::args().nth(i).map(|s| s.parse().expect("number")).unwrap_or(default)
 }
 
-fn main() {
-    let hosts = arg(1, 1000);
-    let steps = arg(2, 260);
-    let shards = arg(3, 64);
+/// Heap, peak heap and VmRSS growth (bytes), and insert / take_all CPU seconds of one fill.
+struct Fill {
+    points: usize,
+    heap: isize,
+    peak: isize,
+    rss: i64,
+    insert_s: f64,
+    take_s: f64,
+}
+
+fn fill(hosts: usize, steps: usize, shards: usize) -> Fill {
     let n_series = hosts * HOST.len();
     let mut rng = Rng(2024);
     let kinds: Vec<Kind> = (0..hosts).flat_map(|_| HOST).collect();
@@ -187,12 +194,25 @@ fn main() {
     let take_s = thread_cpu_s() - c;
     let cut_points: usize = cut.iter().map(|c| c.1.len()).sum();
     assert_eq!(cut_points, points);
+    Fill { points, heap, peak, rss: rss * 1024, insert_s, take_s }
+}
 
-    let p = points as f64;
-    println!("{hosts} hosts x 39 series x {steps} steps = {points} points, {shards} shards");
-    println!("heap live     {:>8.2} B/pt  ({:.1} MiB)", heap as f64 / p, heap as f64 / 1048576.0);
-    println!("heap peak     {:>8.2} B/pt  ({:.1} MiB)", peak as f64 / p, peak as f64 / 1048576.0);
-    println!("VmRSS growth  {:>8.2} B/pt  ({:.1} MiB)", rss as f64 * 1024.0 / p, rss as f64 / 1024.0);
-    println!("insert        {:>8.1} ns/pt", insert_s * 1e9 / p);
-    println!("take_all      {:>8.1} ns/pt", take_s * 1e9 / p);
+fn main() {
+    let hosts = arg(1, 1000);
+    let steps = arg(2, 260);
+    let shards = arg(3, 64);
+    let reps = arg(4, 3).max(1);
+    let fills: Vec<Fill> = (0..reps).map(|_| fill(hosts, steps, shards)).collect();
+    // Memory from the first fill (later ones reuse pages the allocator kept); times: the best.
+    let f = &fills[0];
+    let insert_s = fills.iter().map(|f| f.insert_s).fold(f64::INFINITY, f64::min);
+    let take_s = fills.iter().map(|f| f.take_s).fold(f64::INFINITY, f64::min);
+    let p = f.points as f64;
+    let mib = |b: f64| b / 1048576.0;
+    println!("{hosts} hosts x 39 series x {steps} steps = {} points, {shards} shards", f.points);
+    println!("heap live     {:>8.2} B/pt  ({:.1} MiB)", f.heap as f64 / p, mib(f.heap as f64));
+    println!("heap peak     {:>8.2} B/pt  ({:.1} MiB)", f.peak as f64 / p, mib(f.peak as f64));
+    println!("VmRSS growth  {:>8.2} B/pt  ({:.1} MiB)", f.rss as f64 / p, mib(f.rss as f64));
+    println!("insert        {:>8.1} ns/pt  (best of {reps})", insert_s * 1e9 / p);
+    println!("take_all      {:>8.1} ns/pt  (best of {reps})", take_s * 1e9 / p);
 }

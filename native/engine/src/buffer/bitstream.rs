@@ -19,7 +19,7 @@ pub(super) struct BitStream {
 
 impl BitStream {
     /// Append the low `bits` bits of `v`; `v` must not have higher bits set (`bits <= 64`).
-    #[inline]
+    #[inline(always)]
     pub(super) fn put(&mut self, v: u64, bits: u32) {
         debug_assert!(bits <= 64 && (bits == 64 || v >> bits == 0));
         if bits == 0 {

@@ -25,7 +25,7 @@ fn unzigzag(u: u64) -> i64 {
 const SMALL_BITS: [u32; 4] = [0, 7, 14, 28];
 
 /// Write `z` in the smallest class 0..=3; false when it needs more than 28 bits.
-#[inline]
+#[inline(always)]
 fn put_small(s: &mut BitStream, z: u64) -> bool {
     // Prefix and payload in one write: LSB-first, so the prefix goes in the low bits.
     if z == 0 {

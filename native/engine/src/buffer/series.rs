@@ -108,7 +108,14 @@ impl SeriesBuffer {
     }
 
     /// Stream points in `[from, to]`, in order, appended to `ts`/`vals`.
-    fn decode_range(&self, first: Timestamp, from: Timestamp, to: Timestamp, ts: &mut Vec<Timestamp>, vals: &mut Vec<f64>) {
+    fn decode_range(
+        &self,
+        first: Timestamp,
+        from: Timestamp,
+        to: Timestamp,
+        ts: &mut Vec<Timestamp>,
+        vals: &mut Vec<f64>,
+    ) {
         let mut r = self.stream.reader_at(64);
         let mut tc = TimestampCoder::new(first);
         let mut vc = ValueCoder::default();
