@@ -6,99 +6,20 @@
 //! write path. A batch is scattered by shard first, so each shard's lock is taken
 //! once per batch and writers on different schedulers rarely meet on one lock.
 //!
-//! A series buffer keeps points in arrival order and remembers whether they are
-//! still strictly increasing; out-of-order points and duplicate timestamps are
-//! resolved (sorted, last write wins) only when the buffer is read or cut.
+//! A series buffer ([`SeriesBuffer`]) encodes in-order points compactly as they arrive
+//! and keeps out-of-order points and duplicate timestamps aside; those are resolved
+//! (sorted, last write wins) only when the buffer is read or cut.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use crate::{SeriesId, Timestamp};
 
-/// Points of one series waiting to be flushed.
-#[derive(Default, Debug)]
-pub struct SeriesBuffer {
-    ts: Vec<Timestamp>,
-    vals: Vec<f64>,
-    /// True while `ts` is strictly increasing (no sort or dedup needed).
-    ordered: bool,
-}
+mod bitstream;
+mod point_codec;
+mod series;
 
-impl SeriesBuffer {
-    fn push(&mut self, ts: Timestamp, val: f64) {
-        match self.ts.last() {
-            None => self.ordered = true,
-            Some(&last) if ts <= last => self.ordered = false,
-            _ => {}
-        }
-        self.ts.push(ts);
-        self.vals.push(val);
-    }
-
-    pub fn len(&self) -> usize {
-        self.ts.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.ts.is_empty()
-    }
-
-    /// Take the points out, sorted by timestamp, one point per timestamp (the last written).
-    fn take_sorted(&mut self) -> (Vec<Timestamp>, Vec<f64>) {
-        let mut ts = std::mem::take(&mut self.ts);
-        let mut vals = std::mem::take(&mut self.vals);
-        if !self.ordered {
-            sort_dedup_last_wins(&mut ts, &mut vals);
-        }
-        self.ordered = true;
-        (ts, vals)
-    }
-
-    /// Copy of the points in `[from, to]`, sorted and deduplicated.
-    fn read(&self, from: Timestamp, to: Timestamp) -> (Vec<Timestamp>, Vec<f64>) {
-        if self.ordered {
-            let lo = self.ts.partition_point(|&t| t < from);
-            let hi = self.ts.partition_point(|&t| t <= to);
-            return (self.ts[lo..hi].to_vec(), self.vals[lo..hi].to_vec());
-        }
-        let mut ts = Vec::new();
-        let mut vals = Vec::new();
-        for (&t, &v) in self.ts.iter().zip(&self.vals) {
-            if t >= from && t <= to {
-                ts.push(t);
-                vals.push(v);
-            }
-        }
-        sort_dedup_last_wins(&mut ts, &mut vals);
-        (ts, vals)
-    }
-
-    /// The point with the highest timestamp (the last written among equals).
-    fn latest(&self) -> Option<(Timestamp, f64)> {
-        if self.ordered {
-            return self.ts.last().map(|&t| (t, *self.vals.last().unwrap()));
-        }
-        let mut best: Option<(Timestamp, f64)> = None;
-        for (&t, &v) in self.ts.iter().zip(&self.vals) {
-            if best.map_or(true, |(bt, _)| t >= bt) {
-                best = Some((t, v));
-            }
-        }
-        best
-    }
-
-    fn min_max(&self) -> Option<(Timestamp, Timestamp)> {
-        if self.ts.is_empty() {
-            return None;
-        }
-        if self.ordered {
-            return Some((self.ts[0], *self.ts.last().unwrap()));
-        }
-        let min = *self.ts.iter().min().unwrap();
-        let max = *self.ts.iter().max().unwrap();
-        Some((min, max))
-    }
-}
+pub use series::SeriesBuffer;
 
 /// Sort points by timestamp keeping, for equal timestamps, only the one written last.
 pub fn sort_dedup_last_wins(ts: &mut Vec<Timestamp>, vals: &mut Vec<f64>) {
