@@ -1,7 +1,7 @@
 //! Term conversions shared by the NIFs.
 
 use rustler::sys::{
-    enif_get_tuple, enif_map_iterator_create, enif_map_iterator_destroy, enif_map_iterator_get_pair,
+    enif_get_list_cell, enif_get_tuple, enif_map_iterator_create, enif_map_iterator_destroy, enif_map_iterator_get_pair,
     enif_map_iterator_next, ErlNifMapIterator, ErlNifMapIteratorEntry, ErlNifTerm,
 };
 use rustler::{Atom, Binary, Encoder, Env, Error as NifError, NewBinary, Term};
@@ -56,6 +56,144 @@ pub fn with_tuple<'a, R>(term: Term<'a>, f: impl FnOnce(&[Term<'a>]) -> R) -> Op
         let elems: Vec<Term<'a>> = raw.iter().map(|&t| unsafe { Term::new(env, t) }).collect();
         Some(f(&elems))
     }
+}
+
+/// The raw word of a term (`ErlNifTerm` is a transparent wrapper of it).
+#[inline(always)]
+fn term_word(t: ErlNifTerm) -> usize {
+    // SAFETY: ErlNifTerm is #[repr(transparent)] over usize.
+    unsafe { std::mem::transmute::<ErlNifTerm, usize>(t) }
+}
+
+/// Ask the CPU to start loading the heap object a boxed term points at (a tuple, a
+/// float, a binary's header...). ERTS tags a boxed term's pointer with 0b10 in its
+/// two low bits; immediates (small integers, atoms) and list cells are skipped. A
+/// prefetch is only a hint: even a wrong address cannot fault.
+#[inline(always)]
+pub fn prefetch_boxed(t: ErlNifTerm) {
+    let w = term_word(t);
+    if w & 0b11 == 0b10 {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: prefetch never dereferences in a way that can fault.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>((w & !0b11) as *const i8);
+        }
+    }
+}
+
+/// The elements of a proper list as raw terms, or None if `term` is not one.
+pub fn list_terms(term: Term) -> Option<Vec<ErlNifTerm>> {
+    let env = term.get_env().as_c_arg();
+    let mut out = Vec::new();
+    let mut rest = term.as_c_arg();
+    let (mut head, mut tail) = (ErlNifTerm::default(), ErlNifTerm::default());
+    // SAFETY: terms of this env; enif_get_list_cell only reads them.
+    while unsafe { enif_get_list_cell(env, rest, &mut head, &mut tail) } == 1 {
+        out.push(head);
+        rest = tail;
+    }
+    // SAFETY: `rest` is a term of this env (the list itself or a cell's tail).
+    let tail = unsafe { Term::new(term.get_env(), rest) };
+    tail.is_empty_list().then_some(out)
+}
+
+/// How far ahead [`Entries::try_for_each`] prefetches the entries' tuples and their elements.
+const TUPLES_AHEAD: usize = 16;
+const ELEMENTS_AHEAD: usize = 8;
+
+/// The entries of a batch (a proper list), read with prefetching.
+///
+/// A large batch does not fit in the CPU caches, and each entry costs a memory round
+/// trip for its tuple and another for its boxed elements (a float, a binary). The
+/// entries are read in a pipeline instead: the tuple `TUPLES_AHEAD` entries ahead is
+/// prefetched, and the elements of the one `ELEMENTS_AHEAD` ahead (its tuple is in the
+/// cache by then), so the entry being decoded is already in the cache.
+pub struct Entries<'a> {
+    env: Env<'a>,
+    terms: Vec<ErlNifTerm>,
+}
+
+impl<'a> Entries<'a> {
+    /// None if `list` is not a proper list.
+    pub fn new(list: Term<'a>) -> Option<Entries<'a>> {
+        Some(Entries { env: list.get_env(), terms: list_terms(list)? })
+    }
+
+    pub fn len(&self) -> usize {
+        self.terms.len()
+    }
+
+    /// Call `f(index, entry, elements)` for each entry, where `elements` are the
+    /// entry's tuple elements (None if it is not a tuple); stops at the first error.
+    pub fn try_for_each<E>(&self, mut f: impl FnMut(usize, Term<'a>, Option<&[Term<'a>]>) -> Result<(), E>) -> Result<(), E> {
+        let (env, terms, n) = (self.env, &self.terms, self.terms.len());
+        for &t in &terms[..n.min(TUPLES_AHEAD)] {
+            prefetch_boxed(t);
+        }
+        for i in 0..n {
+            if i + TUPLES_AHEAD < n {
+                prefetch_boxed(terms[i + TUPLES_AHEAD]);
+            }
+            if i + ELEMENTS_AHEAD < n {
+                if let Some(elems) = raw_tuple(env, terms[i + ELEMENTS_AHEAD]) {
+                    elems.iter().for_each(|&e| prefetch_boxed(e));
+                }
+            }
+            // SAFETY: an element of a list of this env.
+            let entry = unsafe { Term::new(env, terms[i]) };
+            match raw_tuple(env, terms[i]) {
+                Some(raw) if raw.len() <= 8 => {
+                    let mut elems = [entry; 8];
+                    for (slot, &t) in elems.iter_mut().zip(raw) {
+                        // SAFETY: an element of a tuple of this env.
+                        *slot = unsafe { Term::new(env, t) };
+                    }
+                    f(i, entry, Some(&elems[..raw.len()]))?
+                }
+                Some(raw) => {
+                    // SAFETY: elements of a tuple of this env.
+                    let elems: Vec<Term<'a>> = raw.iter().map(|&t| unsafe { Term::new(env, t) }).collect();
+                    f(i, entry, Some(&elems))?
+                }
+                None => f(i, entry, None)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The raw elements of a tuple term, or None.
+#[inline(always)]
+fn raw_tuple<'a>(env: Env<'a>, term: ErlNifTerm) -> Option<&'a [ErlNifTerm]> {
+    let mut arity = 0;
+    let mut array: *const ErlNifTerm = std::ptr::null();
+    // SAFETY: enif_get_tuple fills `array` with `arity` terms valid for this env.
+    if unsafe { enif_get_tuple(env.as_c_arg(), term, &mut arity, &mut array) } != 1 {
+        return None;
+    }
+    // SAFETY: the pointer and arity come from a successful enif_get_tuple.
+    Some(unsafe { std::slice::from_raw_parts(array, arity as usize) })
+}
+
+/// Append `u32 LE length ++ text` of a binary, atom or integer term; false if it is neither.
+pub fn push_sized_text(term: Term, buf: &mut Vec<u8>) -> bool {
+    let at = buf.len();
+    buf.extend_from_slice(&[0; 4]);
+    if !push_text(term, buf) {
+        buf.truncate(at);
+        return false;
+    }
+    let len = (buf.len() - at - 4) as u32;
+    buf[at..at + 4].copy_from_slice(&len.to_le_bytes());
+    true
+}
+
+/// The label pairs of a labels term (map or `[{name, value}]`) as raw bytes, each
+/// name and value as `u32 LE length ++ text`, in the order the term gives them.
+/// Equal bytes mean equal texts in equal order, so they parse to the same labels.
+/// False if the term is not a map or list of text pairs (`out` is then undefined).
+pub fn push_raw_labels(labels: Term, out: &mut Vec<u8>) -> bool {
+    for_each_label(labels, |k, v| push_sized_text(k, out) && push_sized_text(v, out))
 }
 
 /// A sample value: a number, or one of `:nan`, `:infinity`, `:neg_infinity`, `:stale`.
