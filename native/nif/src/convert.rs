@@ -81,84 +81,84 @@ pub fn prefetch_boxed(t: ErlNifTerm) {
     }
 }
 
-/// The elements of a proper list as raw terms, or None if `term` is not one.
-pub fn list_terms(term: Term) -> Option<Vec<ErlNifTerm>> {
-    let env = term.get_env().as_c_arg();
-    let mut out = Vec::new();
-    let mut rest = term.as_c_arg();
-    let (mut head, mut tail) = (ErlNifTerm::default(), ErlNifTerm::default());
-    // SAFETY: terms of this env; enif_get_list_cell only reads them.
-    while unsafe { enif_get_list_cell(env, rest, &mut head, &mut tail) } == 1 {
-        out.push(head);
-        rest = tail;
-    }
-    // SAFETY: `rest` is a term of this env (the list itself or a cell's tail).
-    let tail = unsafe { Term::new(term.get_env(), rest) };
-    tail.is_empty_list().then_some(out)
-}
-
-/// How far ahead [`Entries::try_for_each`] prefetches the entries' tuples and their elements.
-const TUPLES_AHEAD: usize = 16;
+/// How far ahead [`for_each_entry`] walks the list (prefetching each entry's tuple as
+/// it is reached), and how far ahead it prefetches the tuples' elements.
+const WALK_AHEAD: usize = 16;
 const ELEMENTS_AHEAD: usize = 8;
 
-/// The entries of a batch (a proper list), read with prefetching.
+/// Call `f(index, entry, elements)` for each entry of a batch list, where `elements`
+/// are the entry's tuple elements (None if it is not a tuple); stops at the first
+/// error. An improper list is refused with `improper()` once its end is reached.
 ///
-/// A large batch does not fit in the CPU caches, and each entry costs a memory round
-/// trip for its tuple and another for its boxed elements (a float, a binary). The
-/// entries are read in a pipeline instead: the tuple `TUPLES_AHEAD` entries ahead is
-/// prefetched, and the elements of the one `ELEMENTS_AHEAD` ahead (its tuple is in the
-/// cache by then), so the entry being decoded is already in the cache.
-pub struct Entries<'a> {
-    env: Env<'a>,
-    terms: Vec<ErlNifTerm>,
-}
-
-impl<'a> Entries<'a> {
-    /// None if `list` is not a proper list.
-    pub fn new(list: Term<'a>) -> Option<Entries<'a>> {
-        Some(Entries { env: list.get_env(), terms: list_terms(list)? })
-    }
-
-    pub fn len(&self) -> usize {
-        self.terms.len()
-    }
-
-    /// Call `f(index, entry, elements)` for each entry, where `elements` are the
-    /// entry's tuple elements (None if it is not a tuple); stops at the first error.
-    pub fn try_for_each<E>(&self, mut f: impl FnMut(usize, Term<'a>, Option<&[Term<'a>]>) -> Result<(), E>) -> Result<(), E> {
-        let (env, terms, n) = (self.env, &self.terms, self.terms.len());
-        for &t in &terms[..n.min(TUPLES_AHEAD)] {
-            prefetch_boxed(t);
+/// A large batch does not fit in the CPU caches: its list cells, tuples and boxed
+/// elements (floats, binaries) each cost a memory round trip, and the list cells
+/// have to be followed one after the other. So the entries are read in a pipeline:
+/// the list is walked `WALK_AHEAD` cells ahead of the entry being decoded (that
+/// dependent chain of loads overlaps with the decoding), each entry's tuple is
+/// prefetched when its cell is reached, and the elements of the entry
+/// `ELEMENTS_AHEAD` ahead are prefetched (its tuple is in the cache by then).
+pub fn for_each_entry<'a, E>(
+    list: Term<'a>,
+    improper: impl FnOnce() -> E,
+    mut f: impl FnMut(usize, Term<'a>, Option<&[Term<'a>]>) -> Result<(), E>,
+) -> Result<(), E> {
+    let env = list.get_env();
+    let mut ring = [ErlNifTerm::default(); WALK_AHEAD];
+    let mut rest = list.as_c_arg();
+    let mut walked = 0usize;
+    let mut at_end = false;
+    let mut step = |ring: &mut [ErlNifTerm; WALK_AHEAD], walked: &mut usize| {
+        let (mut head, mut tail) = (ErlNifTerm::default(), ErlNifTerm::default());
+        // SAFETY: terms of this env; enif_get_list_cell only reads them.
+        if unsafe { enif_get_list_cell(env.as_c_arg(), rest, &mut head, &mut tail) } == 1 {
+            prefetch_boxed(head);
+            ring[*walked % WALK_AHEAD] = head;
+            *walked += 1;
+            rest = tail;
+            true
+        } else {
+            false
         }
-        for i in 0..n {
-            if i + TUPLES_AHEAD < n {
-                prefetch_boxed(terms[i + TUPLES_AHEAD]);
-            }
-            if i + ELEMENTS_AHEAD < n {
-                if let Some(elems) = raw_tuple(env, terms[i + ELEMENTS_AHEAD]) {
-                    elems.iter().for_each(|&e| prefetch_boxed(e));
-                }
-            }
-            // SAFETY: an element of a list of this env.
-            let entry = unsafe { Term::new(env, terms[i]) };
-            match raw_tuple(env, terms[i]) {
-                Some(raw) if raw.len() <= 8 => {
-                    let mut elems = [entry; 8];
-                    for (slot, &t) in elems.iter_mut().zip(raw) {
-                        // SAFETY: an element of a tuple of this env.
-                        *slot = unsafe { Term::new(env, t) };
-                    }
-                    f(i, entry, Some(&elems[..raw.len()]))?
-                }
-                Some(raw) => {
-                    // SAFETY: elements of a tuple of this env.
-                    let elems: Vec<Term<'a>> = raw.iter().map(|&t| unsafe { Term::new(env, t) }).collect();
-                    f(i, entry, Some(&elems))?
-                }
-                None => f(i, entry, None)?,
+    };
+    while walked < WALK_AHEAD && step(&mut ring, &mut walked) {}
+    at_end |= walked < WALK_AHEAD;
+    let mut i = 0;
+    while i < walked {
+        let current = ring[i % WALK_AHEAD];
+        if !at_end {
+            at_end = !step(&mut ring, &mut walked);
+        }
+        if i + ELEMENTS_AHEAD < walked {
+            if let Some(elems) = raw_tuple(env, ring[(i + ELEMENTS_AHEAD) % WALK_AHEAD]) {
+                elems.iter().for_each(|&e| prefetch_boxed(e));
             }
         }
+        // SAFETY: an element of a list of this env.
+        let entry = unsafe { Term::new(env, current) };
+        match raw_tuple(env, current) {
+            Some(raw) if raw.len() <= 8 => {
+                let mut elems = [entry; 8];
+                for (slot, &t) in elems.iter_mut().zip(raw) {
+                    // SAFETY: an element of a tuple of this env.
+                    *slot = unsafe { Term::new(env, t) };
+                }
+                f(i, entry, Some(&elems[..raw.len()]))?
+            }
+            Some(raw) => {
+                // SAFETY: elements of a tuple of this env.
+                let elems: Vec<Term<'a>> = raw.iter().map(|&t| unsafe { Term::new(env, t) }).collect();
+                f(i, entry, Some(&elems))?
+            }
+            None => f(i, entry, None)?,
+        }
+        i += 1;
+    }
+    drop(step);
+    // SAFETY: `rest` is a term of this env (the list itself or a cell's tail).
+    if unsafe { Term::new(env, rest) }.is_empty_list() {
         Ok(())
+    } else {
+        Err(improper())
     }
 }
 

@@ -22,7 +22,7 @@ use timeless_engine::store::{now_ms, KeyCacheReader, KeyedSeries, Store};
 use timeless_engine::SeriesId;
 
 use crate::convert::{
-    bad_input, decode_timestamp, decode_value, engine_err, for_each_label, push_raw_labels, push_text, text, Entries,
+    bad_input, decode_timestamp, decode_value, engine_err, for_each_label, push_raw_labels, push_text, text, for_each_entry,
 };
 use crate::{atoms, StoreRes};
 
@@ -162,15 +162,15 @@ struct LabeledBatch<'s> {
 }
 
 impl<'s> LabeledBatch<'s> {
-    fn new(store: &'s Store, n: usize, unit_ms: i64) -> Self {
+    fn new(store: &'s Store, unit_ms: i64) -> Self {
         LabeledBatch {
             store,
             keys: store.series_keys(),
             now: now_ms(),
             unit_ms,
-            ids: Vec::with_capacity(n),
-            ts: Vec::with_capacity(n),
-            vals: Vec::with_capacity(n),
+            ids: Vec::new(),
+            ts: Vec::new(),
+            vals: Vec::new(),
             raw: Vec::new(),
             sets: Vec::new(),
             set_of_term: ByTerm::default(),
@@ -277,16 +277,17 @@ impl<'s> LabeledBatch<'s> {
 
 fn write_labeled(res: &StoreRes, entries: Term, unit_ms: i64) -> NifResult<Atom> {
     let store = &res.store;
-    let entries = Entries::new(entries).ok_or_else(|| bad_input("entries must be a list"))?;
-    let mut batch = LabeledBatch::new(store, entries.len(), unit_ms);
-    entries
-        .try_for_each(|i, _, elems| {
-            let r = match elems {
-                Some(e) => batch.entry(i, e),
-                None => Err(LABELED_SHAPE.into()),
-            };
-            r.map_err(|m| bad_input(format!("entry {i}: {m}")))
-        })?;
+    if !entries.is_list() {
+        return Err(bad_input("entries must be a list"));
+    }
+    let mut batch = LabeledBatch::new(store, unit_ms);
+    for_each_entry(entries, || bad_input("entries must be a list"), |i, _, elems| {
+        let r = match elems {
+            Some(e) => batch.entry(i, e),
+            None => Err(LABELED_SHAPE.into()),
+        };
+        r.map_err(|m| bad_input(format!("entry {i}: {m}")))
+    })?;
     batch.commit()?;
     Ok(atoms::ok())
 }
@@ -306,11 +307,12 @@ fn write_small(res: ResourceArc<StoreRes>, entries: Term, unit_ms: i64) -> NifRe
 const RESOLVED_SHAPE: &str = "expected {series_id, value} or {series_id, value, timestamp}";
 
 fn decode_resolved(entries: Term, unit_ms: i64) -> NifResult<(Vec<SeriesId>, Vec<i64>, Vec<f64>)> {
-    let entries = Entries::new(entries).ok_or_else(|| bad_input("entries must be a list"))?;
+    if !entries.is_list() {
+        return Err(bad_input("entries must be a list"));
+    }
     let now = now_ms();
-    let n = entries.len();
-    let (mut ids, mut ts, mut vals) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
-    entries.try_for_each(|i, _, elems| {
+    let (mut ids, mut ts, mut vals) = (Vec::new(), Vec::new(), Vec::new());
+    for_each_entry(entries, || bad_input("entries must be a list"), |i, _, elems| {
         let parsed = match elems {
             Some(e) if e.len() == 2 || e.len() == 3 => (|| {
                 let id = e[0].decode::<u64>().map_err(|_| "series id must be a non-negative integer")?;

@@ -32,11 +32,40 @@ struct SetEntry {
     no: u64,
 }
 
+/// A series entry fills one cache line: metric names up to `INLINE` bytes (almost
+/// all of them) are stored in it, so a probe costs one memory access, not two.
+#[repr(align(64))]
 struct SeriesEntry {
     hash: u64,
     set: u64,
-    metric: Box<[u8]>,
     id: SeriesId,
+    metric: MetricBytes,
+}
+
+const INLINE: usize = 38;
+
+enum MetricBytes {
+    Inline(u8, [u8; INLINE]),
+    Heap(Box<[u8]>),
+}
+
+impl MetricBytes {
+    fn new(bytes: &[u8]) -> MetricBytes {
+        if bytes.len() <= INLINE {
+            let mut inline = [0; INLINE];
+            inline[..bytes.len()].copy_from_slice(bytes);
+            MetricBytes::Inline(bytes.len() as u8, inline)
+        } else {
+            MetricBytes::Heap(bytes.into())
+        }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            MetricBytes::Inline(len, bytes) => &bytes[..*len as usize],
+            MetricBytes::Heap(bytes) => bytes,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -59,7 +88,7 @@ impl Tables {
     }
 
     fn series_id(&self, h: u64, set: u64, metric: &[u8]) -> Option<SeriesId> {
-        self.series.find(h, |e| e.hash == h && e.set == set && &*e.metric == metric).map(|e| e.id)
+        self.series.find(h, |e| e.hash == h && e.set == set && e.metric.as_slice() == metric).map(|e| e.id)
     }
 }
 
@@ -135,10 +164,10 @@ impl KeyCache {
                 }
             };
             let h = series_hash(set, s.metric);
-            match t.series.find_mut(h, |e| e.hash == h && e.set == set && &*e.metric == s.metric) {
+            match t.series.find_mut(h, |e| e.hash == h && e.set == set && e.metric.as_slice() == s.metric) {
                 Some(e) => e.id = s.id,
                 None => {
-                    t.series.insert_unique(h, SeriesEntry { hash: h, set, metric: s.metric.into(), id: s.id }, |e| e.hash);
+                    t.series.insert_unique(h, SeriesEntry { hash: h, set, metric: MetricBytes::new(s.metric), id: s.id }, |e| e.hash);
                 }
             }
         }
@@ -198,7 +227,8 @@ mod tests {
         let cache = KeyCache::new();
         let epoch = cache.reader().epoch();
         let raw: Vec<Vec<u8>> = (0..300u32).map(|s| format!("h{s}{}", "x".repeat((s % 17) as usize)).into_bytes()).collect();
-        let metrics: Vec<Vec<u8>> = (0..40u32).map(|m| format!("m{m}").into_bytes()).collect();
+        // Short names (stored in the entry) and long ones (stored apart).
+        let metrics: Vec<Vec<u8>> = (0..40u32).map(|m| format!("m{m}{}", "_".repeat(m as usize)).into_bytes()).collect();
         cache.insert(
             epoch,
             raw.iter().enumerate().flat_map(|(s, r)| {
@@ -235,6 +265,11 @@ mod tests {
         assert_ne!(set, old_set, "label set numbers are never reused");
         assert_eq!(r.series(old_set, b"cpu"), None);
         assert_eq!(r.series(set, b"cpu"), Some(5));
+    }
+
+    #[test]
+    fn a_series_entry_is_one_cache_line() {
+        assert_eq!(std::mem::size_of::<SeriesEntry>(), 64);
     }
 
     #[test]
