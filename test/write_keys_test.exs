@@ -55,7 +55,9 @@ defmodule TimelessMetrics.WriteKeysTest do
     ]
 
     for round <- 1..2 do
-      batch = series |> Enum.with_index() |> Enum.map(fn {{m, l}, i} -> {m, l, i * 1.0, round} end)
+      batch =
+        series |> Enum.with_index() |> Enum.map(fn {{m, l}, i} -> {m, l, i * 1.0, round} end)
+
       assert :ok = TM.write_batch(s, batch)
     end
 
@@ -73,7 +75,12 @@ defmodule TimelessMetrics.WriteKeysTest do
   test "a large batch sharing label maps keeps every sample on its series", %{store: s} do
     hosts = for h <- 1..40, do: %{"host" => "h#{h}", "dc" => "dc#{rem(h, 3)}"}
     metrics = for m <- 1..25, do: "metric_#{m}"
-    batch = fn ts -> for l <- hosts, m <- metrics, do: {m, l, ts * 1000 + String.to_integer(l["host"] |> String.trim_leading("h")), ts} end
+
+    batch = fn ts ->
+      for l <- hosts,
+          m <- metrics,
+          do: {m, l, ts * 1000 + String.to_integer(l["host"] |> String.trim_leading("h")), ts}
+    end
 
     # The first batch creates the 1000 series, the later ones hit the cache.
     for ts <- 1..3, do: assert(:ok = TM.write_batch(s, batch.(ts)))
@@ -87,9 +94,41 @@ defmodule TimelessMetrics.WriteKeysTest do
     assert {:ok, %{series: 1000}} = TM.info(s)
   end
 
+  test "a batch received as a message (label maps no longer shared) keeps every sample on its series", %{store: s} do
+    hosts = for h <- 1..30, do: %{"host" => "h#{h}", "rack" => "r#{rem(h, 4)}"}
+    # Alternate hosts within a run of metrics too, so equal neighbours and changes both occur.
+    batch = fn ts -> for m <- 1..12, l <- Enum.take(hosts, 30), do: {"m#{m}", l, m * 100 + String.length(l["host"]), ts} end
+    parent = self()
+
+    writer =
+      spawn_link(fn ->
+        for _ <- 1..2 do
+          receive do
+            {:batch, b} -> send(parent, {:written, TM.write_batch(s, b)})
+          end
+        end
+      end)
+
+    for ts <- 1..2 do
+      send(writer, {:batch, batch.(ts)})
+      assert_receive {:written, :ok}, 5000
+    end
+
+    assert {:ok, %{series: 360}} = TM.info(s)
+
+    for m <- [1, 7, 12], l <- [hd(hosts), List.last(hosts)] do
+      v = (m * 100 + String.length(l["host"])) * 1.0
+      assert {:ok, [{1, ^v}, {2, ^v}]} = TM.query(s, "m#{m}", l)
+    end
+  end
+
   test "a bad entry refuses a batch that would create series", %{store: s} do
     labels = %{"host" => "new"}
-    batch = for(i <- 0..29, do: {"fresh_#{i}", labels, i, 1}) ++ [{"fresh_x", %{"ok" => "1", {:not, :text} => "x"}, 1, 1}]
+
+    batch =
+      for(i <- 0..29, do: {"fresh_#{i}", labels, i, 1}) ++
+        [{"fresh_x", %{"ok" => "1", {:not, :text} => "x"}, 1, 1}]
+
     assert {:error, {:bad_input, msg}} = TM.write_batch(s, batch)
     assert msg =~ "entry 30: label names must be strings"
 
@@ -104,7 +143,11 @@ defmodule TimelessMetrics.WriteKeysTest do
   test "a bad entry in a batch of known series writes nothing", %{store: s} do
     good = for i <- 0..40, do: {"known", %{"i" => "#{i}"}, i, 1}
     assert :ok = TM.write_batch(s, good)
-    bad = for(i <- 0..40, do: {"known", %{"i" => "#{i}"}, i, 2}) ++ [{"known", %{"i" => "0"}, :oops, 3}]
+
+    bad =
+      for(i <- 0..40, do: {"known", %{"i" => "#{i}"}, i, 2}) ++
+        [{"known", %{"i" => "0"}, :oops, 3}]
+
     assert {:error, {:bad_input, msg}} = TM.write_batch(s, bad)
     assert msg =~ "entry 41: value is not a number"
     assert {:ok, [{1, 0.0}]} = TM.query(s, "known", %{"i" => "0"})
@@ -114,7 +157,10 @@ defmodule TimelessMetrics.WriteKeysTest do
   test "a list that is not a proper list is refused", %{store: s} do
     improper = [{"m", %{}, 1, 1}, {"m", %{}, 2, 2} | :tail]
     assert {:error, {:bad_input, "entries must be a list"}} = TM.write_batch(s, improper)
-    assert {:error, {:bad_input, "entries must be a list"}} = TM.write_resolved(s, [{1, 1, 1} | :tail], [])
+
+    assert {:error, {:bad_input, "entries must be a list"}} =
+             TM.write_resolved(s, [{1, 1, 1} | :tail], [])
+
     assert {:ok, []} = TM.list_metrics(s)
   end
 
@@ -137,7 +183,10 @@ defmodule TimelessMetrics.WriteKeysTest do
     assert {:ok, [{100, 3.0}]} = TM.query(s, "r", %{"i" => "3"})
 
     bad = List.replace_at(entries, 37, {hd(ids), "x", 100})
-    assert {:error, {:bad_input, "entry 37: value is not a number"}} = TM.write_resolved(s, bad, [])
+
+    assert {:error, {:bad_input, "entry 37: value is not a number"}} =
+             TM.write_resolved(s, bad, [])
+
     bad = List.replace_at(entries, 45, {hd(ids), 1})
     assert :ok = TM.write_resolved(s, bad, [])
     bad = List.replace_at(entries, 45, :nope)

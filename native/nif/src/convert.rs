@@ -58,121 +58,36 @@ pub fn with_tuple<'a, R>(term: Term<'a>, f: impl FnOnce(&[Term<'a>]) -> R) -> Op
     }
 }
 
-/// The raw word of a term (`ErlNifTerm` is a transparent wrapper of it).
-#[inline(always)]
-fn term_word(t: ErlNifTerm) -> usize {
-    // SAFETY: ErlNifTerm is #[repr(transparent)] over usize.
-    unsafe { std::mem::transmute::<ErlNifTerm, usize>(t) }
-}
-
-/// Ask the CPU to start loading the heap object a boxed term points at (a tuple, a
-/// float, a binary's header...). ERTS tags a boxed term's pointer with 0b10 in its
-/// two low bits; immediates (small integers, atoms) and list cells are skipped. A
-/// prefetch is only a hint: even a wrong address cannot fault.
-#[inline(always)]
-pub fn prefetch_boxed(t: ErlNifTerm) {
-    let w = term_word(t);
-    if w & 0b11 == 0b10 {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: prefetch never dereferences in a way that can fault.
-        unsafe {
-            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>((w & !0b11) as *const i8);
-        }
-    }
-}
-
-/// How far ahead [`for_each_entry`] walks the list (prefetching each entry's tuple as
-/// it is reached), and how far ahead it prefetches the tuples' elements.
-const WALK_AHEAD: usize = 16;
-const ELEMENTS_AHEAD: usize = 8;
-
 /// Call `f(index, entry, elements)` for each entry of a batch list, where `elements`
 /// are the entry's tuple elements (None if it is not a tuple); stops at the first
-/// error. An improper list is refused with `improper()` once its end is reached.
-///
-/// A large batch does not fit in the CPU caches: its list cells, tuples and boxed
-/// elements (floats, binaries) each cost a memory round trip, and the list cells
-/// have to be followed one after the other. So the entries are read in a pipeline:
-/// the list is walked `WALK_AHEAD` cells ahead of the entry being decoded (that
-/// dependent chain of loads overlaps with the decoding), each entry's tuple is
-/// prefetched when its cell is reached, and the elements of the entry
-/// `ELEMENTS_AHEAD` ahead are prefetched (its tuple is in the cache by then).
+/// error. A term that is not a proper list is refused with `improper()` (entries
+/// before an improper tail are visited first).
 pub fn for_each_entry<'a, E>(
     list: Term<'a>,
     improper: impl FnOnce() -> E,
     mut f: impl FnMut(usize, Term<'a>, Option<&[Term<'a>]>) -> Result<(), E>,
 ) -> Result<(), E> {
     let env = list.get_env();
-    let mut ring = [ErlNifTerm::default(); WALK_AHEAD];
     let mut rest = list.as_c_arg();
-    let mut walked = 0usize;
-    let mut at_end = false;
-    let mut step = |ring: &mut [ErlNifTerm; WALK_AHEAD], walked: &mut usize| {
-        let (mut head, mut tail) = (ErlNifTerm::default(), ErlNifTerm::default());
-        // SAFETY: terms of this env; enif_get_list_cell only reads them.
-        if unsafe { enif_get_list_cell(env.as_c_arg(), rest, &mut head, &mut tail) } == 1 {
-            prefetch_boxed(head);
-            ring[*walked % WALK_AHEAD] = head;
-            *walked += 1;
-            rest = tail;
-            true
-        } else {
-            false
-        }
-    };
-    while walked < WALK_AHEAD && step(&mut ring, &mut walked) {}
-    at_end |= walked < WALK_AHEAD;
+    let (mut head, mut tail) = (ErlNifTerm::default(), ErlNifTerm::default());
     let mut i = 0;
-    while i < walked {
-        let current = ring[i % WALK_AHEAD];
-        if !at_end {
-            at_end = !step(&mut ring, &mut walked);
-        }
-        if i + ELEMENTS_AHEAD < walked {
-            if let Some(elems) = raw_tuple(env, ring[(i + ELEMENTS_AHEAD) % WALK_AHEAD]) {
-                elems.iter().for_each(|&e| prefetch_boxed(e));
-            }
-        }
+    // SAFETY: terms of this env; enif_get_list_cell only reads them.
+    while unsafe { enif_get_list_cell(env.as_c_arg(), rest, &mut head, &mut tail) } == 1 {
         // SAFETY: an element of a list of this env.
-        let entry = unsafe { Term::new(env, current) };
-        match raw_tuple(env, current) {
-            Some(raw) if raw.len() <= 8 => {
-                let mut elems = [entry; 8];
-                for (slot, &t) in elems.iter_mut().zip(raw) {
-                    // SAFETY: an element of a tuple of this env.
-                    *slot = unsafe { Term::new(env, t) };
-                }
-                f(i, entry, Some(&elems[..raw.len()]))?
-            }
-            Some(raw) => {
-                // SAFETY: elements of a tuple of this env.
-                let elems: Vec<Term<'a>> = raw.iter().map(|&t| unsafe { Term::new(env, t) }).collect();
-                f(i, entry, Some(&elems))?
-            }
+        let entry = unsafe { Term::new(env, head) };
+        match with_tuple(entry, |e| f(i, entry, Some(e))) {
+            Some(r) => r?,
             None => f(i, entry, None)?,
         }
+        rest = tail;
         i += 1;
     }
-    drop(step);
     // SAFETY: `rest` is a term of this env (the list itself or a cell's tail).
     if unsafe { Term::new(env, rest) }.is_empty_list() {
         Ok(())
     } else {
         Err(improper())
     }
-}
-
-/// The raw elements of a tuple term, or None.
-#[inline(always)]
-fn raw_tuple<'a>(env: Env<'a>, term: ErlNifTerm) -> Option<&'a [ErlNifTerm]> {
-    let mut arity = 0;
-    let mut array: *const ErlNifTerm = std::ptr::null();
-    // SAFETY: enif_get_tuple fills `array` with `arity` terms valid for this env.
-    if unsafe { enif_get_tuple(env.as_c_arg(), term, &mut arity, &mut array) } != 1 {
-        return None;
-    }
-    // SAFETY: the pointer and arity come from a successful enif_get_tuple.
-    Some(unsafe { std::slice::from_raw_parts(array, arity as usize) })
 }
 
 /// Append `u32 LE length ++ text` of a binary, atom or integer term; false if it is neither.

@@ -138,7 +138,7 @@ struct Pending {
 }
 
 /// The decoding state of one labeled batch.
-struct LabeledBatch<'s> {
+struct LabeledBatch<'s, 'a> {
     store: &'s Store,
     keys: KeyCacheReader<'s>,
     now: i64,
@@ -153,7 +153,11 @@ struct LabeledBatch<'s> {
     /// is immutable, and batches usually share one labels term among the metrics
     /// of a target, so each is read once per batch.
     set_of_term: ByTerm<usize>,
-    last_labels: Option<(ErlNifTerm, usize)>,
+    /// The labels term of the previous entry and its set. A batch copied between
+    /// processes (a message) no longer shares one labels term among entries, but
+    /// consecutive entries usually carry equal ones: one `=:=` comparison then
+    /// replaces reading the term.
+    last_labels: Option<(Term<'a>, usize)>,
     metric: Vec<u8>,
     pending: Vec<Pending>,
     pending_of: HashMap<(usize, Box<[u8]>), usize>,
@@ -161,7 +165,7 @@ struct LabeledBatch<'s> {
     fixups: Vec<(usize, usize)>,
 }
 
-impl<'s> LabeledBatch<'s> {
+impl<'s, 'a> LabeledBatch<'s, 'a> {
     fn new(store: &'s Store, unit_ms: i64) -> Self {
         LabeledBatch {
             store,
@@ -183,15 +187,18 @@ impl<'s> LabeledBatch<'s> {
     }
 
     /// The local label set of a labels term (read and looked up on first sight).
-    fn label_set(&mut self, labels: Term) -> Result<usize, String> {
+    fn label_set(&mut self, labels: Term<'a>) -> Result<usize, String> {
         let word = labels.as_c_arg();
-        if let Some((t, set)) = self.last_labels {
-            if t == word {
+        if let Some((last, set)) = self.last_labels {
+            if last.as_c_arg() == word {
                 return Ok(set);
             }
         }
         let set = match self.set_of_term.get(&word) {
             Some(&set) => set,
+            // Equal to the previous labels term (Term's == is enif_is_identical): same
+            // label set, since equal terms have equal texts.
+            None if self.last_labels.is_some_and(|(last, _)| last == labels) => self.last_labels.unwrap().1,
             None => {
                 if !(labels.is_map() || labels.is_list()) {
                     return Err(NOT_A_LABELS_TERM.into());
@@ -209,11 +216,11 @@ impl<'s> LabeledBatch<'s> {
                 self.sets.len() - 1
             }
         };
-        self.last_labels = Some((word, set));
+        self.last_labels = Some((labels, set));
         Ok(set)
     }
 
-    fn entry(&mut self, i: usize, e: &[Term]) -> Result<(), String> {
+    fn entry(&mut self, i: usize, e: &[Term<'a>]) -> Result<(), String> {
         if e.len() != 3 && e.len() != 4 {
             return Err(LABELED_SHAPE.into());
         }
