@@ -8,6 +8,7 @@
 #   BENCH_STEPS [2160]       10 s steps per series (2160 = 6 h)
 #   BENCH_RESTART_SERIES [1000000], BENCH_RESTART_POINTS [100] points per series for the restart test
 #   BENCH_SKIP_VM=1          skip the VictoriaMetrics comparison
+#   BENCH_WRITES_ONLY=1      only the write sections (no flush/compression, reads or restart test)
 for f <- ~w(devops stats victoria), do: Code.require_file("support/#{f}.ex", __DIR__)
 
 alias Bench.{Devops, Stats, Victoria}
@@ -18,6 +19,7 @@ hosts = env_int.("BENCH_HOSTS", 200)
 steps = env_int.("BENCH_STEPS", 2160)
 restart_series = env_int.("BENCH_RESTART_SERIES", 1_000_000)
 restart_points = env_int.("BENCH_RESTART_POINTS", 100)
+writes_only = System.get_env("BENCH_WRITES_ONLY") not in [nil, "", "0"]
 
 {:ok, _} = Application.ensure_all_started(:inets)
 tmp = Path.join(System.tmp_dir!(), "tm-bench-#{System.unique_integer([:positive])}")
@@ -109,144 +111,151 @@ report = add.(report, "| labeled, 2 concurrent writers | #{Stats.rate(Process.ge
 report = add.(report, "| labeled, 4 concurrent writers | #{Stats.rate(Process.get({:concurrent, 4}))} | |")
 TM.stop(s2)
 
-# 4. Flush + merge, then compression.
-{flush_us, {:ok, _}} = :timer.tc(fn -> TM.flush(s1) end)
-{merge_us, {:ok, _}} = :timer.tc(fn -> TM.merge(s1) end)
-{:ok, info} = TM.info(s1)
-ours_total = info.chunk_bytes + info.series_log_bytes
-IO.puts("flush #{flush_us / 1000} ms, merge #{merge_us / 1000} ms, #{info.bytes_per_point} bytes/point")
-
-report = add.(report, "\n## Bytes per point after flush + merge\n")
-report = add.(report, "Flush of #{total} points: #{Stats.fmt(flush_us / 1000)} ms; merge: #{Stats.fmt(merge_us / 1000)} ms.\n")
-
-vm_result =
-  if System.get_env("BENCH_SKIP_VM") do
-    nil
+report =
+  if writes_only do
+    TM.stop(s1)
+    report
   else
-    case Victoria.start() do
-      {:ok, vm} ->
-        IO.puts("importing the same points into VictoriaMetrics ...")
-        by_series = batches |> Enum.concat() |> Enum.group_by(fn {m, l, _, _} -> {m, l} end, fn {_, _, v, t} -> {t, v} end)
+    # 4. Flush + merge, then compression.
+    {flush_us, {:ok, _}} = :timer.tc(fn -> TM.flush(s1) end)
+    {merge_us, {:ok, _}} = :timer.tc(fn -> TM.merge(s1) end)
+    {:ok, info} = TM.info(s1)
+    ours_total = info.chunk_bytes + info.series_log_bytes
+    IO.puts("flush #{flush_us / 1000} ms, merge #{merge_us / 1000} ms, #{info.bytes_per_point} bytes/point")
 
-        by_series
-        |> Enum.map(fn {{m, l}, pts} -> {m, l, pts} end)
-        |> Enum.chunk_every(500)
-        |> Enum.each(fn chunk ->
-          {:ok, 204, _} = Victoria.post(vm, "/api/v1/import", IO.iodata_to_binary(Victoria.json_lines(chunk)))
-        end)
+    report = add.(report, "\n## Bytes per point after flush + merge\n")
+    report = add.(report, "Flush of #{total} points: #{Stats.fmt(flush_us / 1000)} ms; merge: #{Stats.fmt(merge_us / 1000)} ms.\n")
 
-        sizes = Victoria.flush_and_merge(vm)
-        Victoria.stop(vm)
-        sizes
-
-      {:error, reason} ->
-        IO.puts("skipping VictoriaMetrics: #{reason}")
+    vm_result =
+      if System.get_env("BENCH_SKIP_VM") do
         nil
-    end
-  end
+      else
+        case Victoria.start() do
+          {:ok, vm} ->
+            IO.puts("importing the same points into VictoriaMetrics ...")
+            by_series = batches |> Enum.concat() |> Enum.group_by(fn {m, l, _, _} -> {m, l} end, fn {_, _, v, t} -> {t, v} end)
 
-report = add.(report, "| store | sample bytes | index/series bytes | bytes/point (samples) | bytes/point (total) |\n|---|---:|---:|---:|---:|")
-report = add.(report, "| TimelessMetrics | #{info.chunk_bytes} | #{info.series_log_bytes} | #{Stats.fmt(info.chunk_bytes / total)} | #{Stats.fmt(ours_total / total)} |")
+            by_series
+            |> Enum.map(fn {{m, l}, pts} -> {m, l, pts} end)
+            |> Enum.chunk_every(500)
+            |> Enum.each(fn chunk ->
+              {:ok, 204, _} = Victoria.post(vm, "/api/v1/import", IO.iodata_to_binary(Victoria.json_lines(chunk)))
+            end)
 
-report =
-  case vm_result do
-    nil ->
-      add.(report, "| VictoriaMetrics | not measured | | | |")
+            sizes = Victoria.flush_and_merge(vm)
+            Victoria.stop(vm)
+            sizes
 
-    %{data: d, index: i, total: t} ->
-      report
-      |> add.("| VictoriaMetrics 1.79 | #{d} | #{i} | #{Stats.fmt(d / total)} | #{Stats.fmt(t / total)} |")
-      |> add.("\nRatio (ours / VictoriaMetrics): samples #{Stats.fmt(info.chunk_bytes / d)}, total #{Stats.fmt(ours_total / t)} (target <= 0.8).")
-  end
+          {:error, reason} ->
+            IO.puts("skipping VictoriaMetrics: #{reason}")
+            nil
+        end
+      end
 
-# 5. Reads on the flushed store.
-single = Devops.host_labels(7)
-m100 = [{"__name__", :re, "cpu_usage_.*"}, {"hostname", :re, "host_1[0-9]"}]
-m1000 = [{"__name__", :re, "cpu_usage_.*"}, {"hostname", :re, "host_1[0-9][0-9]"}]
-to = start_ms + steps * 10_000
-{:ok, r100} = TM.query_multi(s1, nil, m100, unit: :millisecond)
-{:ok, r1000} = TM.query_multi(s1, nil, m1000, unit: :millisecond)
+    report = add.(report, "| store | sample bytes | index/series bytes | bytes/point (samples) | bytes/point (total) |\n|---|---:|---:|---:|---:|")
+    report = add.(report, "| TimelessMetrics | #{info.chunk_bytes} | #{info.series_log_bytes} | #{Stats.fmt(info.chunk_bytes / total)} | #{Stats.fmt(ours_total / total)} |")
 
-reads = [
-  {"raw single series, full range (#{steps} points)", fn -> {:ok, _} = TM.query(s1, "cpu_usage_user", single, unit: :millisecond) end},
-  {"fan-out #{length(r100)} series, full range", fn -> {:ok, _} = TM.query_multi(s1, nil, m100, unit: :millisecond) end},
-  {"fan-out #{length(r1000)} series, last hour", fn -> {:ok, _} = TM.query_multi(s1, nil, m1000, from: to - 3_600_000, to: to, unit: :millisecond) end},
-  {"aggregate avg 5 min over #{length(r1000)} series, full range", fn ->
-     {:ok, _} = TM.query_aggregate(s1, nil, m1000, step: 300_000, aggregate: :avg, unit: :millisecond)
-   end},
-  {"aggregate rate 5 min over 1 counter x #{hosts} hosts", fn ->
-     {:ok, _} = TM.query_aggregate(s1, "net_bytes_sent", %{}, step: 300_000, aggregate: :rate, unit: :millisecond)
-   end},
-  {"latest, one series", fn -> {:ok, {_, _}} = TM.latest(s1, "cpu_usage_user", single) end},
-  {"latest, #{length(r1000)} series", fn -> {:ok, _} = TM.latest(s1, nil, m1000) end}
-]
+    report =
+      case vm_result do
+        nil ->
+          add.(report, "| VictoriaMetrics | not measured | | | |")
 
-report = add.(report, "\n## Reads (after flush + merge)\n\n| read | median ms | p99 ms |\n|---|---:|---:|")
+        %{data: d, index: i, total: t} ->
+          report
+          |> add.("| VictoriaMetrics 1.79 | #{d} | #{i} | #{Stats.fmt(d / total)} | #{Stats.fmt(t / total)} |")
+          |> add.("\nRatio (ours / VictoriaMetrics): samples #{Stats.fmt(info.chunk_bytes / d)}, total #{Stats.fmt(ours_total / t)} (target <= 0.8).")
+      end
 
-report =
-  Enum.reduce(reads, report, fn {label, fun}, report ->
-    # In a fresh process: this one holds the whole data set, and a large result
-    # built on its heap would pay for collecting it.
-    {med, p99} =
-      Task.async(fn ->
-        _warm = fun.()
-        Stats.summary(Stats.sample(50, fun))
+    # 5. Reads on the flushed store.
+    single = Devops.host_labels(7)
+    m100 = [{"__name__", :re, "cpu_usage_.*"}, {"hostname", :re, "host_1[0-9]"}]
+    m1000 = [{"__name__", :re, "cpu_usage_.*"}, {"hostname", :re, "host_1[0-9][0-9]"}]
+    to = start_ms + steps * 10_000
+    {:ok, r100} = TM.query_multi(s1, nil, m100, unit: :millisecond)
+    {:ok, r1000} = TM.query_multi(s1, nil, m1000, unit: :millisecond)
+
+    reads = [
+      {"raw single series, full range (#{steps} points)", fn -> {:ok, _} = TM.query(s1, "cpu_usage_user", single, unit: :millisecond) end},
+      {"fan-out #{length(r100)} series, full range", fn -> {:ok, _} = TM.query_multi(s1, nil, m100, unit: :millisecond) end},
+      {"fan-out #{length(r1000)} series, last hour", fn -> {:ok, _} = TM.query_multi(s1, nil, m1000, from: to - 3_600_000, to: to, unit: :millisecond) end},
+      {"aggregate avg 5 min over #{length(r1000)} series, full range", fn ->
+         {:ok, _} = TM.query_aggregate(s1, nil, m1000, step: 300_000, aggregate: :avg, unit: :millisecond)
+       end},
+      {"aggregate rate 5 min over 1 counter x #{hosts} hosts", fn ->
+         {:ok, _} = TM.query_aggregate(s1, "net_bytes_sent", %{}, step: 300_000, aggregate: :rate, unit: :millisecond)
+       end},
+      {"latest, one series", fn -> {:ok, {_, _}} = TM.latest(s1, "cpu_usage_user", single) end},
+      {"latest, #{length(r1000)} series", fn -> {:ok, _} = TM.latest(s1, nil, m1000) end}
+    ]
+
+    report = add.(report, "\n## Reads (after flush + merge)\n\n| read | median ms | p99 ms |\n|---|---:|---:|")
+
+    report =
+      Enum.reduce(reads, report, fn {label, fun}, report ->
+        # In a fresh process: this one holds the whole data set, and a large result
+        # built on its heap would pay for collecting it.
+        {med, p99} =
+          Task.async(fn ->
+            _warm = fun.()
+            Stats.summary(Stats.sample(50, fun))
+          end)
+          |> Task.await(:infinity)
+
+        IO.puts("#{label}: median #{med} ms, p99 #{p99} ms")
+        add.(report, "| #{label} | #{Stats.fmt(med)} | #{Stats.fmt(p99)} |")
       end)
-      |> Task.await(:infinity)
 
-    IO.puts("#{label}: median #{med} ms, p99 #{p99} ms")
-    add.(report, "| #{label} | #{Stats.fmt(med)} | #{Stats.fmt(p99)} |")
-  end)
+    TM.stop(s1)
 
-TM.stop(s1)
+    # 6. Restart recovery of a large store, measured in a fresh OS process.
+    IO.puts("restart test: #{restart_series} series x #{restart_points} points ...")
+    rdir = Path.join(tmp, "restart")
+    {:ok, _} = TM.start_link(name: :restart, data_dir: rdir, max_buffered_points: 400_000_000, flush_interval: 86_400_000)
 
-# 6. Restart recovery of a large store, measured in a fresh OS process.
-IO.puts("restart test: #{restart_series} series x #{restart_points} points ...")
-rdir = Path.join(tmp, "restart")
-{:ok, _} = TM.start_link(name: :restart, data_dir: rdir, max_buffered_points: 400_000_000, flush_interval: 86_400_000)
+    ids =
+      for i <- 0..(restart_series - 1) do
+        {:ok, id} = TM.resolve_series(:restart, "restart_metric", %{"series" => Integer.to_string(i), "job" => "bench"})
+        id
+      end
 
-ids =
-  for i <- 0..(restart_series - 1) do
-    {:ok, id} = TM.resolve_series(:restart, "restart_metric", %{"series" => Integer.to_string(i), "job" => "bench"})
-    id
+    {:ok, %{ref: rref}} = TimelessMetrics.Engine.handle(:restart)
+    id_bin = for id <- ids, into: <<>>, do: <<id::little-64>>
+
+    for p <- 0..(restart_points - 1) do
+      ts = for _ <- ids, into: <<>>, do: <<start_ms + p * 10_000::little-signed-64>>
+      vals = for i <- 0..(restart_series - 1), into: <<>>, do: <<rem(i * 7 + p, 1000) / 10::float-little-64>>
+      :ok = TimelessMetrics.Native.write_columns(rref, id_bin, ts, vals)
+      if rem(p, 10) == 9, do: {:ok, _} = TM.flush(:restart)
+    end
+
+    {:ok, rinfo} = TM.info(:restart)
+    TM.stop(:restart)
+    ebin = :code.lib_dir(:timeless_metrics, :ebin) |> to_string()
+
+    script = """
+    {us, {:ok, _}} = :timer.tc(fn -> TimelessMetrics.start_link(name: :r, data_dir: #{inspect(rdir)}) end)
+    {:ok, info} = TimelessMetrics.info(:r)
+    {:ok, [_ | _]} = TimelessMetrics.query(:r, "restart_metric", %{"series" => "123", "job" => "bench"})
+    :erlang.garbage_collect()
+    status = File.read!("/proc/self/status")
+    kb = fn k -> [_, v] = Regex.run(~r/\#{k}:\\s+(\\d+) kB/, status); String.to_integer(v) * 1024 end
+    IO.puts("RESULT \#{us} \#{info.series} \#{info.points} \#{kb.("VmRSS")} \#{kb.("VmHWM")}")
+    """
+
+    {out, 0} = System.cmd("elixir", ["-pa", ebin, "-e", script], stderr_to_stdout: true)
+    [_, us, rs, rp, rss, hwm] = Regex.run(~r/RESULT (\d+) (\d+) (\d+) (\d+) (\d+)/, out)
+    [us, rs, rp, rss, hwm] = Enum.map([us, rs, rp, rss, hwm], &String.to_integer/1)
+
+    report =
+      report
+      |> add.("\n## Restart recovery\n")
+      |> add.("Store of #{rs} series / #{rp} points (#{rinfo.chunk_files} chunk files, #{rinfo.chunk_bytes} chunk bytes) reopened in a fresh VM:\n")
+      |> add.("| figure | value | target |\n|---|---:|---:|")
+      |> add.("| open time | #{Stats.fmt(us / 1.0e6)} s | < 5 s |")
+      |> add.("| RSS after open | #{Stats.fmt(rss / 1_048_576)} MiB | |")
+      |> add.("| peak RSS (VmHWM) | #{Stats.fmt(hwm / 1_048_576)} MiB | < 1.5x RSS after open (#{Stats.fmt(hwm / max(rss, 1))}x) |")
+    report
   end
-
-{:ok, %{ref: rref}} = TimelessMetrics.Engine.handle(:restart)
-id_bin = for id <- ids, into: <<>>, do: <<id::little-64>>
-
-for p <- 0..(restart_points - 1) do
-  ts = for _ <- ids, into: <<>>, do: <<start_ms + p * 10_000::little-signed-64>>
-  vals = for i <- 0..(restart_series - 1), into: <<>>, do: <<rem(i * 7 + p, 1000) / 10::float-little-64>>
-  :ok = TimelessMetrics.Native.write_columns(rref, id_bin, ts, vals)
-  if rem(p, 10) == 9, do: {:ok, _} = TM.flush(:restart)
-end
-
-{:ok, rinfo} = TM.info(:restart)
-TM.stop(:restart)
-ebin = :code.lib_dir(:timeless_metrics, :ebin) |> to_string()
-
-script = """
-{us, {:ok, _}} = :timer.tc(fn -> TimelessMetrics.start_link(name: :r, data_dir: #{inspect(rdir)}) end)
-{:ok, info} = TimelessMetrics.info(:r)
-{:ok, [_ | _]} = TimelessMetrics.query(:r, "restart_metric", %{"series" => "123", "job" => "bench"})
-:erlang.garbage_collect()
-status = File.read!("/proc/self/status")
-kb = fn k -> [_, v] = Regex.run(~r/\#{k}:\\s+(\\d+) kB/, status); String.to_integer(v) * 1024 end
-IO.puts("RESULT \#{us} \#{info.series} \#{info.points} \#{kb.("VmRSS")} \#{kb.("VmHWM")}")
-"""
-
-{out, 0} = System.cmd("elixir", ["-pa", ebin, "-e", script], stderr_to_stdout: true)
-[_, us, rs, rp, rss, hwm] = Regex.run(~r/RESULT (\d+) (\d+) (\d+) (\d+) (\d+)/, out)
-[us, rs, rp, rss, hwm] = Enum.map([us, rs, rp, rss, hwm], &String.to_integer/1)
-
-report =
-  report
-  |> add.("\n## Restart recovery\n")
-  |> add.("Store of #{rs} series / #{rp} points (#{rinfo.chunk_files} chunk files, #{rinfo.chunk_bytes} chunk bytes) reopened in a fresh VM:\n")
-  |> add.("| figure | value | target |\n|---|---:|---:|")
-  |> add.("| open time | #{Stats.fmt(us / 1.0e6)} s | < 5 s |")
-  |> add.("| RSS after open | #{Stats.fmt(rss / 1_048_576)} MiB | |")
-  |> add.("| peak RSS (VmHWM) | #{Stats.fmt(hwm / 1_048_576)} MiB | < 1.5x RSS after open (#{Stats.fmt(hwm / max(rss, 1))}x) |")
 
 File.rm_rf!(tmp)
 Stats.record("embedded_throughput", report)

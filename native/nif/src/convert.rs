@@ -1,7 +1,7 @@
 //! Term conversions shared by the NIFs.
 
 use rustler::sys::{
-    enif_get_tuple, enif_map_iterator_create, enif_map_iterator_destroy, enif_map_iterator_get_pair,
+    enif_get_list_cell, enif_get_tuple, enif_map_iterator_create, enif_map_iterator_destroy, enif_map_iterator_get_pair,
     enif_map_iterator_next, ErlNifMapIterator, ErlNifMapIteratorEntry, ErlNifTerm,
 };
 use rustler::{Atom, Binary, Encoder, Env, Error as NifError, NewBinary, Term};
@@ -56,6 +56,59 @@ pub fn with_tuple<'a, R>(term: Term<'a>, f: impl FnOnce(&[Term<'a>]) -> R) -> Op
         let elems: Vec<Term<'a>> = raw.iter().map(|&t| unsafe { Term::new(env, t) }).collect();
         Some(f(&elems))
     }
+}
+
+/// Call `f(index, entry, elements)` for each entry of a batch list, where `elements`
+/// are the entry's tuple elements (None if it is not a tuple); stops at the first
+/// error. A term that is not a proper list is refused with `improper()` (entries
+/// before an improper tail are visited first).
+pub fn for_each_entry<'a, E>(
+    list: Term<'a>,
+    improper: impl FnOnce() -> E,
+    mut f: impl FnMut(usize, Term<'a>, Option<&[Term<'a>]>) -> Result<(), E>,
+) -> Result<(), E> {
+    let env = list.get_env();
+    let mut rest = list.as_c_arg();
+    let (mut head, mut tail) = (ErlNifTerm::default(), ErlNifTerm::default());
+    let mut i = 0;
+    // SAFETY: terms of this env; enif_get_list_cell only reads them.
+    while unsafe { enif_get_list_cell(env.as_c_arg(), rest, &mut head, &mut tail) } == 1 {
+        // SAFETY: an element of a list of this env.
+        let entry = unsafe { Term::new(env, head) };
+        match with_tuple(entry, |e| f(i, entry, Some(e))) {
+            Some(r) => r?,
+            None => f(i, entry, None)?,
+        }
+        rest = tail;
+        i += 1;
+    }
+    // SAFETY: `rest` is a term of this env (the list itself or a cell's tail).
+    if unsafe { Term::new(env, rest) }.is_empty_list() {
+        Ok(())
+    } else {
+        Err(improper())
+    }
+}
+
+/// Append `u32 LE length ++ text` of a binary, atom or integer term; false if it is neither.
+pub fn push_sized_text(term: Term, buf: &mut Vec<u8>) -> bool {
+    let at = buf.len();
+    buf.extend_from_slice(&[0; 4]);
+    if !push_text(term, buf) {
+        buf.truncate(at);
+        return false;
+    }
+    let len = (buf.len() - at - 4) as u32;
+    buf[at..at + 4].copy_from_slice(&len.to_le_bytes());
+    true
+}
+
+/// The label pairs of a labels term (map or `[{name, value}]`) as raw bytes, each
+/// name and value as `u32 LE length ++ text`, in the order the term gives them.
+/// Equal bytes mean equal texts in equal order, so they parse to the same labels.
+/// False if the term is not a map or list of text pairs (`out` is then undefined).
+pub fn push_raw_labels(labels: Term, out: &mut Vec<u8>) -> bool {
+    for_each_label(labels, |k, v| push_sized_text(k, out) && push_sized_text(v, out))
 }
 
 /// A sample value: a number, or one of `:nan`, `:infinity`, `:neg_infinity`, `:stale`.

@@ -3,38 +3,31 @@
 //! A batch is decoded and validated whole before anything is written: a bad
 //! entry refuses the batch with `{:error, {:bad_input, "entry N: ..."}}` and
 //! nothing of it is stored (no series is created either).
+//!
+//! Labeled entries find their series through the engine's key cache
+//! (`store/key_cache.rs`) by the bytes the client sent: each distinct labels term
+//! of a batch is read once into raw bytes (`push_raw_labels`: no term_to_binary,
+//! no parsing) and looked up as a label set; each entry then looks up its metric
+//! name in that set, a short exact key. Only a miss parses and validates the
+//! labels and resolves them in the registry.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::ops::Range;
 
 use rustler::sys::ErlNifTerm;
 use rustler::{Atom, Binary, NifResult, ResourceArc, Term};
 use timeless_engine::series::Labels;
-use timeless_engine::store::{now_ms, Store};
+use timeless_engine::store::{now_ms, KeyCacheReader, KeyedSeries, Store};
 use timeless_engine::SeriesId;
 
-use crate::convert::{bad_input, decode_timestamp, decode_value, engine_err, for_each_label, push_text, text, with_tuple};
+use crate::convert::{
+    bad_input, decode_timestamp, decode_value, engine_err, for_each_label, push_raw_labels, push_text, text, for_each_entry,
+};
 use crate::{atoms, StoreRes};
 
-/// First byte of the cache keys built here; 0xFF never starts UTF-8 text nor the
-/// ingest parsers' keys (0xF8..0xFB).
-const KEY_TAG: u8 = 0xff;
-
-/// The raw-cache key of a `(metric, labels)` pair as the caller sent it: the tag,
-/// the metric's text, 0xFF, then the labels term in the external term format. That
-/// is one C call for the whole label set, and equal maps encode to equal bytes (a
-/// keyword list in another order gets another key, which still resolves to the same
-/// series through the slow path).
-fn series_key<'a>(metric: Term<'a>, labels: Term<'a>, key: &mut Vec<u8>) -> Result<(), String> {
-    key.clear();
-    key.push(KEY_TAG);
-    if !push_text(metric, key) {
-        return Err("metric name must be a string".into());
-    }
-    key.push(KEY_TAG);
-    if !(labels.is_map() || labels.is_list()) {
-        return Err("labels must be a map or a list of {name, value}".into());
-    }
-    key.extend_from_slice(labels.to_binary().as_slice());
-    Ok(())
-}
+const NOT_A_LABELS_TERM: &str = "labels must be a map or a list of {name, value}";
+const LABELED_SHAPE: &str = "expected {metric, labels, value} or {metric, labels, value, timestamp}";
 
 /// Validated labels from the terms (only on a cache miss).
 fn labels_of<'a>(store: &Store, metric: Term<'a>, labels: Term<'a>) -> Result<Labels, String> {
@@ -56,18 +49,48 @@ fn labels_of<'a>(store: &Store, metric: Term<'a>, labels: Term<'a>) -> Result<La
         }
     });
     if !ok {
-        return Err(bad.unwrap_or("labels must be a map or a list of {name, value}").into());
+        return Err(bad.unwrap_or(NOT_A_LABELS_TERM).into());
     }
     let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     store.labels(&metric, &pairs).map_err(|e| e.message)
 }
 
+/// The key-cache bytes of one `(metric, labels)` pair: the metric's text and the
+/// raw label bytes. `Ok(false)` when the labels hold something other than text
+/// (left to `labels_of` to name); `Err` when the terms are of the wrong kind.
+fn series_bytes(metric: Term, labels: Term, metric_out: &mut Vec<u8>, labels_out: &mut Vec<u8>) -> Result<bool, &'static str> {
+    metric_out.clear();
+    if !push_text(metric, metric_out) {
+        return Err("metric name must be a string");
+    }
+    if !(labels.is_map() || labels.is_list()) {
+        return Err(NOT_A_LABELS_TERM);
+    }
+    labels_out.clear();
+    Ok(push_raw_labels(labels, labels_out))
+}
+
+/// Resolve one `(metric, labels)` pair, creating the series if needed.
 fn resolve_terms<'a>(store: &Store, metric: Term<'a>, labels: Term<'a>) -> NifResult<SeriesId> {
-    let mut key = Vec::with_capacity(128);
-    series_key(metric, labels, &mut key).map_err(bad_input)?;
-    store
-        .resolve_raw(&key, || labels_of(store, metric, labels).map_err(timeless_engine::Error::bad_input))
-        .map_err(engine_err)
+    let (mut metric_b, mut labels_b) = (Vec::with_capacity(32), Vec::with_capacity(256));
+    let raw_ok = series_bytes(metric, labels, &mut metric_b, &mut labels_b).map_err(bad_input)?;
+    let epoch = {
+        let keys = store.series_keys();
+        if let Some(id) = raw_ok.then(|| cached(&keys, &labels_b, &metric_b)).flatten() {
+            return Ok(id);
+        }
+        keys.epoch()
+    };
+    let parsed = labels_of(store, metric, labels).map_err(bad_input)?;
+    let id = store.resolve(&parsed).map_err(engine_err)?;
+    if raw_ok {
+        store.remember_series_keys(epoch, [KeyedSeries { labels_raw: &labels_b, metric: &metric_b, id }]);
+    }
+    Ok(id)
+}
+
+fn cached(keys: &KeyCacheReader, labels_raw: &[u8], metric: &[u8]) -> Option<SeriesId> {
+    keys.label_set(labels_raw).and_then(|set| keys.series(set, metric))
 }
 
 /// `resolve(store, metric, labels) -> id`
@@ -76,88 +99,203 @@ fn resolve<'a>(res: ResourceArc<StoreRes>, metric: Term<'a>, labels: Term<'a>) -
     resolve_terms(&res.store, metric, labels)
 }
 
-struct Decoded {
+/// Hashes a term's word (the identity of a term within one call).
+#[derive(Default)]
+struct WordHasher(u64);
+
+impl Hasher for WordHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(b as u64);
+        }
+    }
+    fn write_u64(&mut self, w: u64) {
+        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+    fn write_usize(&mut self, w: usize) {
+        self.write_u64(w as u64);
+    }
+}
+
+type ByTerm<V> = HashMap<ErlNifTerm, V, BuildHasherDefault<WordHasher>>;
+
+/// A labels term met in this batch.
+struct LocalSet {
+    /// Its raw bytes in `LabeledBatch::raw`; None if it holds something other than text.
+    raw: Option<Range<usize>>,
+    /// Its key-cache label set, if the cache knows it.
+    no: Option<u64>,
+}
+
+/// A series not in the key cache yet, resolved after the whole batch is decoded.
+struct Pending {
+    set: usize,
+    metric: Box<[u8]>,
+    labels: Labels,
+}
+
+/// The decoding state of one labeled batch.
+struct LabeledBatch<'s, 'a> {
+    store: &'s Store,
+    keys: KeyCacheReader<'s>,
+    now: i64,
+    unit_ms: i64,
     ids: Vec<SeriesId>,
     ts: Vec<i64>,
     vals: Vec<f64>,
-    /// (entry index, key, labels) of series not in the cache yet.
-    pending: Vec<(usize, Vec<u8>, Labels)>,
-    /// (entry index, earlier pending entry of the same series).
-    pending_same: Vec<(usize, usize)>,
+    /// Raw bytes of every labels term met (ranges in `LocalSet::raw`).
+    raw: Vec<u8>,
+    sets: Vec<LocalSet>,
+    /// Labels terms met, by identity: within one NIF call a term does not move and
+    /// is immutable, and batches usually share one labels term among the metrics
+    /// of a target, so each is read once per batch.
+    set_of_term: ByTerm<usize>,
+    /// The labels term of the previous entry and its set. A batch copied between
+    /// processes (a message) no longer shares one labels term among entries, but
+    /// consecutive entries usually carry equal ones: one `=:=` comparison then
+    /// replaces reading the term.
+    last_labels: Option<(Term<'a>, usize)>,
+    metric: Vec<u8>,
+    pending: Vec<Pending>,
+    pending_of: HashMap<(usize, Box<[u8]>), usize>,
+    /// (entry index, pending series) to fill in once resolved.
+    fixups: Vec<(usize, usize)>,
 }
 
-/// Series already seen in this call, by the identity of the metric and labels terms.
-/// Within one NIF call terms do not move, and the same raw term is the same
-/// immutable value, so batches that reuse one labels map per series (the common
-/// case) skip walking the map and hashing its bytes for every point.
-#[derive(Default)]
-struct TermIdentityCache {
-    map: std::collections::HashMap<(ErlNifTerm, ErlNifTerm), usize>,
-}
-
-const SEEN_NONE: usize = usize::MAX;
-
-fn decode_labeled(store: &Store, entries: Term, unit_ms: i64) -> NifResult<Decoded> {
-    let iter = entries.into_list_iterator().map_err(|_| bad_input("entries must be a list"))?;
-    let now = now_ms();
-    let mut d = Decoded { ids: Vec::new(), ts: Vec::new(), vals: Vec::new(), pending: Vec::new(), pending_same: Vec::new() };
-    let mut key = Vec::with_capacity(128);
-    let mut seen = TermIdentityCache::default();
-    for (i, entry) in iter.enumerate() {
-        let mut identity = (ErlNifTerm::default(), ErlNifTerm::default());
-        let mut known = SEEN_NONE;
-        let parsed = with_tuple(entry, |e| -> Result<(f64, i64), String> {
-            if e.len() != 3 && e.len() != 4 {
-                return Err("expected {metric, labels, value} or {metric, labels, value, timestamp}".into());
-            }
-            identity = (e[0].as_c_arg(), e[1].as_c_arg());
-            match seen.map.get(&identity) {
-                Some(&first) => known = first,
-                None => series_key(e[0], e[1], &mut key)?,
-            }
-            let v = decode_value(e[2]).ok_or("value is not a number")?;
-            let t = if e.len() == 4 { decode_timestamp(e[3], unit_ms)? } else { now };
-            Ok((v, t))
-        })
-        .unwrap_or_else(|| Err("expected {metric, labels, value} or {metric, labels, value, timestamp}".into()));
-        let (v, t) = parsed.map_err(|m| bad_input(format!("entry {i}: {m}")))?;
-        if known != SEEN_NONE {
-            // Same series as entry `known`: copy its id (or its pending slot, resolved later).
-            d.ids.push(d.ids[known]);
-            if d.ids[known] == SeriesId::MAX {
-                d.pending_same.push((i, known));
-            }
-            d.ts.push(t);
-            d.vals.push(v);
-            continue;
+impl<'s, 'a> LabeledBatch<'s, 'a> {
+    fn new(store: &'s Store, unit_ms: i64) -> Self {
+        LabeledBatch {
+            store,
+            keys: store.series_keys(),
+            now: now_ms(),
+            unit_ms,
+            ids: Vec::new(),
+            ts: Vec::new(),
+            vals: Vec::new(),
+            raw: Vec::new(),
+            sets: Vec::new(),
+            set_of_term: ByTerm::default(),
+            last_labels: None,
+            metric: Vec::with_capacity(64),
+            pending: Vec::new(),
+            pending_of: HashMap::new(),
+            fixups: Vec::new(),
         }
-        seen.map.insert(identity, i);
-        let id = match store.cached_id(&key) {
+    }
+
+    /// The local label set of a labels term (read and looked up on first sight).
+    fn label_set(&mut self, labels: Term<'a>) -> Result<usize, String> {
+        let word = labels.as_c_arg();
+        if let Some((last, set)) = self.last_labels {
+            if last.as_c_arg() == word {
+                return Ok(set);
+            }
+        }
+        let set = match self.set_of_term.get(&word) {
+            Some(&set) => set,
+            // Equal to the previous labels term (Term's == is enif_is_identical): same
+            // label set, since equal terms have equal texts.
+            None if self.last_labels.is_some_and(|(last, _)| last == labels) => self.last_labels.unwrap().1,
+            None => {
+                if !(labels.is_map() || labels.is_list()) {
+                    return Err(NOT_A_LABELS_TERM.into());
+                }
+                let start = self.raw.len();
+                let local = if push_raw_labels(labels, &mut self.raw) {
+                    let raw = start..self.raw.len();
+                    LocalSet { no: self.keys.label_set(&self.raw[raw.clone()]), raw: Some(raw) }
+                } else {
+                    self.raw.truncate(start);
+                    LocalSet { raw: None, no: None }
+                };
+                self.sets.push(local);
+                self.set_of_term.insert(word, self.sets.len() - 1);
+                self.sets.len() - 1
+            }
+        };
+        self.last_labels = Some((labels, set));
+        Ok(set)
+    }
+
+    fn entry(&mut self, i: usize, e: &[Term<'a>]) -> Result<(), String> {
+        if e.len() != 3 && e.len() != 4 {
+            return Err(LABELED_SHAPE.into());
+        }
+        self.metric.clear();
+        if !push_text(e[0], &mut self.metric) {
+            return Err("metric name must be a string".into());
+        }
+        let set = self.label_set(e[1])?;
+        let v = decode_value(e[2]).ok_or("value is not a number")?;
+        let t = if e.len() == 4 { decode_timestamp(e[3], self.unit_ms)? } else { self.now };
+        let id = match self.sets[set].no.and_then(|no| self.keys.series(no, &self.metric)) {
             Some(id) => id,
             None => {
-                let (metric, labels) = with_tuple(entry, |e| (e[0], e[1])).expect("checked above");
-                let labels = labels_of(store, metric, labels).map_err(|m| bad_input(format!("entry {i}: {m}")))?;
-                d.pending.push((i, key.clone(), labels));
+                let key = (set, Box::<[u8]>::from(&self.metric[..]));
+                let p = match self.pending_of.get(&key) {
+                    Some(&p) => p,
+                    None => {
+                        let labels = labels_of(self.store, e[0], e[1])?;
+                        self.pending.push(Pending { set, metric: key.1.clone(), labels });
+                        self.pending_of.insert(key, self.pending.len() - 1);
+                        self.pending.len() - 1
+                    }
+                };
+                self.fixups.push((i, p));
                 SeriesId::MAX
             }
         };
-        d.ids.push(id);
-        d.ts.push(t);
-        d.vals.push(v);
+        self.ids.push(id);
+        self.ts.push(t);
+        self.vals.push(v);
+        Ok(())
     }
-    Ok(d)
+
+    /// Create the series met for the first time, remember them in the key cache,
+    /// and write the batch.
+    fn commit(self) -> NifResult<()> {
+        let LabeledBatch { store, keys, mut ids, ts, vals, raw, sets, pending, fixups, .. } = self;
+        // Release the cache before taking any other store lock (a delete holds the
+        // write gate while it clears the cache).
+        let epoch = keys.epoch();
+        drop(keys);
+        let mut resolved = Vec::with_capacity(pending.len());
+        for p in &pending {
+            resolved.push(store.resolve(&p.labels).map_err(engine_err)?);
+        }
+        for &(i, p) in &fixups {
+            ids[i] = resolved[p];
+        }
+        if !pending.is_empty() {
+            store.remember_series_keys(
+                epoch,
+                pending.iter().zip(&resolved).filter_map(|(p, &id)| {
+                    let range = sets[p.set].raw.clone()?;
+                    Some(KeyedSeries { labels_raw: &raw[range], metric: &p.metric, id })
+                }),
+            );
+        }
+        store.write_unchecked(&ids, &ts, &vals).map_err(engine_err)
+    }
 }
 
 fn write_labeled(res: &StoreRes, entries: Term, unit_ms: i64) -> NifResult<Atom> {
     let store = &res.store;
-    let mut d = decode_labeled(store, entries, unit_ms)?;
-    for (i, key, labels) in d.pending.drain(..) {
-        d.ids[i] = store.resolve_raw(&key, || Ok(labels)).map_err(engine_err)?;
+    if !entries.is_list() {
+        return Err(bad_input("entries must be a list"));
     }
-    for (i, first) in d.pending_same.drain(..) {
-        d.ids[i] = d.ids[first];
-    }
-    store.write_unchecked(&d.ids, &d.ts, &d.vals).map_err(engine_err)?;
+    let mut batch = LabeledBatch::new(store, unit_ms);
+    for_each_entry(entries, || bad_input("entries must be a list"), |i, _, elems| {
+        let r = match elems {
+            Some(e) => batch.entry(i, e),
+            None => Err(LABELED_SHAPE.into()),
+        };
+        r.map_err(|m| bad_input(format!("entry {i}: {m}")))
+    })?;
+    batch.commit()?;
     Ok(atoms::ok())
 }
 
@@ -173,26 +311,30 @@ fn write_small(res: ResourceArc<StoreRes>, entries: Term, unit_ms: i64) -> NifRe
     write_labeled(&res, entries, unit_ms)
 }
 
+const RESOLVED_SHAPE: &str = "expected {series_id, value} or {series_id, value, timestamp}";
+
 fn decode_resolved(entries: Term, unit_ms: i64) -> NifResult<(Vec<SeriesId>, Vec<i64>, Vec<f64>)> {
-    let iter = entries.into_list_iterator().map_err(|_| bad_input("entries must be a list"))?;
+    if !entries.is_list() {
+        return Err(bad_input("entries must be a list"));
+    }
     let now = now_ms();
     let (mut ids, mut ts, mut vals) = (Vec::new(), Vec::new(), Vec::new());
-    for (i, entry) in iter.enumerate() {
-        let parsed = with_tuple(entry, |e| -> Result<(u64, f64, i64), &'static str> {
-            if e.len() != 2 && e.len() != 3 {
-                return Err("expected {series_id, value} or {series_id, value, timestamp}");
-            }
-            let id = e[0].decode::<u64>().map_err(|_| "series id must be a non-negative integer")?;
-            let v = decode_value(e[1]).ok_or("value is not a number")?;
-            let t = if e.len() == 3 { decode_timestamp(e[2], unit_ms)? } else { now };
-            Ok((id, v, t))
-        })
-        .unwrap_or(Err("expected {series_id, value} or {series_id, value, timestamp}"));
+    for_each_entry(entries, || bad_input("entries must be a list"), |i, _, elems| {
+        let parsed = match elems {
+            Some(e) if e.len() == 2 || e.len() == 3 => (|| {
+                let id = e[0].decode::<u64>().map_err(|_| "series id must be a non-negative integer")?;
+                let v = decode_value(e[1]).ok_or("value is not a number")?;
+                let t = if e.len() == 3 { decode_timestamp(e[2], unit_ms)? } else { now };
+                Ok((id, v, t))
+            })(),
+            _ => Err(RESOLVED_SHAPE),
+        };
         let (id, v, t) = parsed.map_err(|m| bad_input(format!("entry {i}: {m}")))?;
         ids.push(id);
         vals.push(v);
         ts.push(t);
-    }
+        Ok(())
+    })?;
     Ok((ids, ts, vals))
 }
 
@@ -223,11 +365,20 @@ fn write_columns(res: ResourceArc<StoreRes>, ids: Binary, ts: Binary, vals: Bina
 /// `lookup(store, metric, labels) -> id | nil` (never creates a series).
 #[rustler::nif]
 fn lookup<'a>(res: ResourceArc<StoreRes>, metric: Term<'a>, labels: Term<'a>) -> NifResult<Option<u64>> {
-    let mut key = Vec::with_capacity(128);
-    series_key(metric, labels, &mut key).map_err(bad_input)?;
-    if let Some(id) = res.store.cached_id(&key) {
-        return Ok(Some(id));
+    let store = &res.store;
+    let (mut metric_b, mut labels_b) = (Vec::with_capacity(32), Vec::with_capacity(256));
+    let raw_ok = series_bytes(metric, labels, &mut metric_b, &mut labels_b).map_err(bad_input)?;
+    let epoch = {
+        let keys = store.series_keys();
+        if let Some(id) = raw_ok.then(|| cached(&keys, &labels_b, &metric_b)).flatten() {
+            return Ok(Some(id));
+        }
+        keys.epoch()
+    };
+    let parsed = labels_of(store, metric, labels).map_err(bad_input)?;
+    let found = store.lookup(&parsed);
+    if let (Some(id), true) = (found, raw_ok) {
+        store.remember_series_keys(epoch, [KeyedSeries { labels_raw: &labels_b, metric: &metric_b, id }]);
     }
-    let labels = labels_of(&res.store, metric, labels).map_err(bad_input)?;
-    Ok(res.store.lookup(&labels))
+    Ok(found)
 }

@@ -48,12 +48,15 @@ use crate::wal::{self, FsyncPolicy, Wal};
 use crate::{SeriesId, Timestamp};
 
 mod flush;
+mod key_cache;
 mod raw_cache;
 mod read;
 mod recovery;
 mod view;
 
 pub(crate) use read::pool;
+pub use key_cache::{KeyCacheReader, KeyedSeries};
+use key_cache::KeyCache;
 use raw_cache::RawCache;
 use recovery::{
     lock_dir, open_chunk_files, register_chunk_files, replay_samples, replay_series_log, SERIES_CREATE, SERIES_DELETE,
@@ -146,6 +149,7 @@ pub struct Store {
     cfg: StoreConfig,
     registry: Registry,
     raw_cache: RawCache,
+    key_cache: KeyCache,
     head: Head,
     /// Writers hold it shared across WAL append + head insert; a flush holds it
     /// exclusively while rotating the WAL and cutting the head.
@@ -235,6 +239,7 @@ impl Store {
         let store = Store {
             registry,
             raw_cache: RawCache::new(),
+            key_cache: KeyCache::new(),
             head,
             gate: RwLock::new(()),
             wal,
@@ -303,6 +308,19 @@ impl Store {
         let id = self.resolve(&labels)?;
         self.raw_cache.insert(key, id);
         Ok(id)
+    }
+
+    /// The write-path cache of series by the client's raw label and metric bytes
+    /// (see `key_cache.rs`), held for one batch.
+    pub fn series_keys(&self) -> KeyCacheReader<'_> {
+        self.key_cache.reader()
+    }
+
+    /// Remember series resolved by a batch that read [`Store::series_keys`] at
+    /// `epoch`. Each `labels_raw` / `metric` must be the exact bytes the series'
+    /// labels were parsed and validated from.
+    pub fn remember_series_keys<'a>(&self, epoch: u64, series: impl IntoIterator<Item = KeyedSeries<'a>>) {
+        self.key_cache.insert(epoch, series)
     }
 
     /// The id of an existing series (no creation).
@@ -395,6 +413,7 @@ impl Store {
         }
         let n = self.registry.delete(&ids);
         self.raw_cache.clear();
+        self.key_cache.clear();
         self.head.remove(&ids);
         let mut view = write(&self.view);
         for &id in &ids {

@@ -20,7 +20,7 @@ struct Entry {
 }
 
 /// FxHash-style multiplicative hash over 8-byte words.
-fn hash(bytes: &[u8]) -> u64 {
+pub(super) fn hash_bytes(bytes: &[u8]) -> u64 {
     const K: u64 = 0x517c_c1b7_2722_0a95;
     let mut h = bytes.len() as u64;
     let mut words = bytes.chunks_exact(8);
@@ -51,13 +51,13 @@ impl RawCache {
     }
 
     pub fn get(&self, key: &[u8]) -> Option<SeriesId> {
-        let h = hash(key);
+        let h = hash_bytes(key);
         let table = self.shard(h).read().unwrap_or_else(|p| p.into_inner());
         table.find(h, |e| e.hash == h && &*e.key == key).map(|e| e.id)
     }
 
     pub fn insert(&self, key: &[u8], id: SeriesId) {
-        let h = hash(key);
+        let h = hash_bytes(key);
         let mut table = self.shard(h).write().unwrap_or_else(|p| p.into_inner());
         if table.len() >= MAX_PER_SHARD {
             table.clear();
