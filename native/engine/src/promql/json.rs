@@ -20,8 +20,6 @@
 //! The output is a list of chunks whose concatenation is the body; series are
 //! encoded in parallel, so the chunks can go out as iodata without being joined.
 
-use std::io::Write;
-
 use rayon::prelude::*;
 
 use super::value::{Grid, Labels, Points, Series};
@@ -30,6 +28,9 @@ use crate::store::pool;
 
 /// Series per parallel encoding task.
 const SERIES_PER_CHUNK: usize = 16;
+
+/// A typical encoded sample: `[1700000000,"123.456789"],`.
+const POINT_BYTES: usize = 32;
 
 /// What the response says besides the result.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -83,7 +84,7 @@ pub fn encode_response(value: &QueryValue, grid: &Grid, range: bool, notes: &Not
         }
         (false, QueryValue::Vector(series)) => {
             let present: Vec<&Series> = series.iter().filter(|s| matches!(s.vals.first(), Some(Some(_)))).collect();
-            list(&mut chunks, &present, |out, s| {
+            list(&mut chunks, &present, 192, |out, s| {
                 out.extend_from_slice(b"{\"metric\":");
                 labels(out, &s.labels);
                 out.extend_from_slice(b",\"value\":");
@@ -93,7 +94,7 @@ pub fn encode_response(value: &QueryValue, grid: &Grid, range: bool, notes: &Not
         }
         (true, QueryValue::Vector(series)) => {
             let present: Vec<&Series> = series.iter().filter(|s| s.any()).collect();
-            list(&mut chunks, &present, |out, s| {
+            list(&mut chunks, &present, 192 + grid.len * POINT_BYTES, |out, s| {
                 out.extend_from_slice(b"{\"metric\":");
                 labels(out, &s.labels);
                 out.extend_from_slice(b",\"values\":[");
@@ -112,7 +113,8 @@ pub fn encode_response(value: &QueryValue, grid: &Grid, range: bool, notes: &Not
         }
         (_, QueryValue::Matrix(rows)) => {
             let rows: Vec<&Points> = rows.iter().collect();
-            list(&mut chunks, &rows, |out, p| {
+            let longest = rows.iter().map(|p| p.ts.len()).max().unwrap_or(0);
+            list(&mut chunks, &rows, 192 + longest * POINT_BYTES, |out, p| {
                 out.extend_from_slice(b"{\"metric\":");
                 labels(out, &p.labels);
                 out.extend_from_slice(b",\"values\":[");
@@ -137,14 +139,15 @@ pub fn encode_response(value: &QueryValue, grid: &Grid, range: bool, notes: &Not
 }
 
 /// `[item,item,…]` after the last chunk, items encoded in parallel groups.
-fn list<T: Sync>(chunks: &mut Vec<Vec<u8>>, items: &[T], encode: impl Fn(&mut Vec<u8>, &T) + Sync) {
+/// `size` guesses an item's length, so that a group's buffer rarely grows.
+fn list<T: Sync>(chunks: &mut Vec<Vec<u8>>, items: &[T], size: usize, encode: impl Fn(&mut Vec<u8>, &T) + Sync) {
     chunks.last_mut().expect("head").push(b'[');
     let groups: Vec<Vec<u8>> = pool().install(|| {
         items
             .par_chunks(SERIES_PER_CHUNK)
             .enumerate()
             .map(|(g, group)| {
-                let mut out = Vec::with_capacity(4096);
+                let mut out = Vec::with_capacity(group.len() * size);
                 for (i, item) in group.iter().enumerate() {
                     if g > 0 || i > 0 {
                         out.push(b',');
@@ -286,9 +289,9 @@ fn go_exp(out: &mut Vec<u8>, v: f64) {
 
 /// The shortest decimal digits that read back as a float: `0.d1d2…dn × 10^point`.
 ///
-/// Among equally short candidates the nearest wins, and an exact tie goes to the
-/// even last digit (as Ryū, and so Erlang's `float_to_binary(v, [:short])` and Go's
-/// `strconv`, do; Rust's own formatting rounds such ties up).
+/// The digits are Ryū's: among equally short candidates the nearest, an exact tie
+/// going to the even last digit, as Erlang's `float_to_binary(v, [:short])` (also
+/// Ryū) and Go's `strconv` choose.
 struct Shortest {
     buf: [u8; 17],
     len: usize,
@@ -296,100 +299,52 @@ struct Shortest {
 }
 
 impl Shortest {
+    /// `v` must be finite; its sign is ignored.
     fn of(v: f64) -> Shortest {
-        let mut text = [0u8; 32];
-        let written = {
-            let mut cursor = std::io::Cursor::new(&mut text[..]);
-            write!(cursor, "{:e}", v.abs()).expect("32 bytes hold any f64 in exponent form");
-            cursor.position() as usize
+        let mut ryu = ryu::Buffer::new();
+        // "123.45", "0.001", "1e21", "1.5e-7": a mantissa, maybe an exponent.
+        let text = ryu.format_finite(v.abs()).as_bytes();
+        let (mantissa, exp) = match text.iter().position(|&b| b == b'e') {
+            Some(e) => (&text[..e], parse_exp(&text[e + 1..])),
+            None => (text, 0),
         };
-        let text = &text[..written];
-        let e = text.iter().position(|&b| b == b'e').expect("exponent form");
         let mut d = Shortest { buf: [0; 17], len: 0, point: 0 };
-        for &b in &text[..e] {
-            if b != b'.' {
+        let mut point = mantissa.iter().position(|&b| b == b'.').unwrap_or(mantissa.len()) as i32;
+        for &b in mantissa.iter().filter(|&&b| b != b'.') {
+            if d.len > 0 || b != b'0' {
                 d.buf[d.len] = b;
                 d.len += 1;
+            } else {
+                point -= 1; // a leading zero
             }
         }
-        let exp: i32 = std::str::from_utf8(&text[e + 1..]).expect("ascii").parse().expect("exponent");
-        d.point = exp + 1;
-        d.round_tie_to_even(v.abs());
+        while d.len > 1 && d.buf[d.len - 1] == b'0' {
+            d.len -= 1;
+        }
+        if d.len == 0 {
+            return Shortest { buf: [b'0'; 17], len: 1, point: 1 };
+        }
+        d.point = point + exp;
         d
     }
 
     fn digits(&self) -> &[u8] {
         &self.buf[..self.len]
     }
-
-    /// When `v` lies exactly halfway between the digits found and their neighbour
-    /// one unit in the last place away, keeps the one whose last digit is even.
-    fn round_tie_to_even(&mut self, v: f64) {
-        let Some((exact, exact_point)) = exact_decimal(v) else { return };
-        // A tie: the exact value has one digit more than the shortest form, a 5.
-        let exact_len = decimal_len(exact);
-        if exact_len != self.len + 1 || exact % 10 != 5 || exact_point != self.point {
-            return;
-        }
-        let below = exact / 10;
-        let mine = self.digits().iter().fold(0u128, |acc, &b| acc * 10 + (b - b'0') as u128);
-        let pick = if below % 2 == 0 { below } else { below + 1 };
-        if pick == mine || decimal_len(pick) != self.len {
-            return;
-        }
-        let mut n = pick;
-        for i in (0..self.len).rev() {
-            self.buf[i] = b'0' + (n % 10) as u8;
-            n /= 10;
-        }
-    }
 }
 
-/// The exact decimal value of a positive finite `v` as `0.X × 10^point` with `X`
-/// an integer without trailing zeros, when `X` has at most 18 digits (longer
-/// exact values cannot tie with a 17-digit shortest form).
-fn exact_decimal(v: f64) -> Option<(u128, i32)> {
-    let bits = v.to_bits();
-    let biased = ((bits >> 52) & 0x7ff) as i32;
-    let frac = bits & ((1 << 52) - 1);
-    let (mut m, mut e2) = if biased == 0 { (frac, -1074) } else { (frac | (1 << 52), biased - 1075) };
-    if m == 0 {
-        return None;
-    }
-    let zeros = m.trailing_zeros();
-    m >>= zeros;
-    e2 += zeros as i32;
-    const LIMIT: u128 = 1_000_000_000_000_000_000; // 10^18
-    // v = m * 2^e2 = (m * 5^k) / 10^k with k = -e2, or an integer m * 2^e2.
-    let (mut x, mut frac_digits) = if e2 >= 0 {
-        if e2 > 64 {
-            return None;
-        }
-        ((m as u128).checked_shl(e2 as u32)?, 0i32)
-    } else {
-        let k = (-e2) as u32;
-        if k > 27 {
-            return None;
-        }
-        ((m as u128).checked_mul(5u128.pow(k))?, k as i32)
+fn parse_exp(text: &[u8]) -> i32 {
+    let (neg, digits) = match text.first() {
+        Some(b'-') => (true, &text[1..]),
+        Some(b'+') => (false, &text[1..]),
+        _ => (false, text),
     };
-    while x % 10 == 0 {
-        x /= 10;
-        frac_digits -= 1;
+    let n = digits.iter().fold(0i32, |acc, &b| acc * 10 + (b - b'0') as i32);
+    if neg {
+        -n
+    } else {
+        n
     }
-    if x >= LIMIT {
-        return None;
-    }
-    Some((x, decimal_len(x) as i32 - frac_digits))
-}
-
-fn decimal_len(mut n: u128) -> usize {
-    let mut len = 1;
-    while n >= 10 {
-        n /= 10;
-        len += 1;
-    }
-    len
 }
 
 fn uint(out: &mut Vec<u8>, mut n: u64) {
@@ -509,17 +464,17 @@ mod tests {
     }
 
     #[test]
-    fn shortest_digits_read_back_and_ties_go_to_even() {
+    fn shortest_digits_read_back_and_are_as_short_as_rusts() {
         use rand::{Rng, SeedableRng};
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
         for i in 0..200_000 {
             let v = match i % 3 {
                 0 => f64::from_bits(rng.gen::<u64>() & !(1 << 63)),
-                // dyadic values with few fraction bits: where exact ties happen
+                // dyadic values with few fraction bits: where shortest digits can tie
                 1 => rng.gen_range(1u64..1 << 53) as f64 * 2f64.powi(rng.gen_range(-12..12)),
                 _ => rng.gen::<f64>() * 10f64.powi(rng.gen_range(-30..30)),
             };
-            if !v.is_finite() || v == 0.0 {
+            if !v.is_finite() {
                 continue;
             }
             let d = Shortest::of(v);
@@ -527,13 +482,7 @@ mod tests {
             assert_eq!(text.parse::<f64>().unwrap(), v, "{v:e} as {text}");
             assert!(d.len == 1 || d.digits()[d.len - 1] != b'0', "{v:e} as {text}");
             let rust = format!("{v:e}");
-            let rust_len = rust.split('e').next().unwrap().replace('.', "").len();
-            assert_eq!(d.len, rust_len, "{v:e}: as short as Rust's");
-            if let Some((exact, _)) = exact_decimal(v) {
-                if decimal_len(exact) == d.len + 1 && exact % 10 == 5 {
-                    assert_eq!((d.digits()[d.len - 1] - b'0') % 2, 0, "{v:e}: a tie goes to even");
-                }
-            }
+            assert_eq!(d.len, rust.split('e').next().unwrap().replace('.', "").len(), "{v:e}: as short as Rust's");
         }
     }
 

@@ -5,7 +5,7 @@ use rayon::prelude::*;
 
 use super::eval::{collide_strict, Evaluator};
 use super::quantile::quantile;
-use super::value::{drop_name, RangeArg, Series};
+use super::value::{drop_name, RangeArg, Series, Sweep};
 use super::{exec_err, functions::kahan_inc};
 use crate::error::Result;
 use crate::store::pool;
@@ -80,14 +80,20 @@ pub fn call(ev: &Evaluator, func: &str, arg: &RangeArg, scalars: &[Vec<f64>], ev
         return Err(exec_err(format!("function {func} is not supported yet")));
     };
     let keep_name = func == "last_over_time";
+    let ordered = arg.ends.windows(2).all(|w| w[0] <= w[1]);
     let out: Result<Vec<Series>> = pool().install(|| {
         arg.series
             .par_iter()
             .map(|p| {
                 ev.check_deadline()?;
                 let mut vals = Vec::with_capacity(arg.ends.len());
+                let mut sweep = Sweep::default();
                 for (i, &end) in arg.ends.iter().enumerate() {
-                    let (a, b) = p.window(end - arg.range, end);
+                    let (a, b) = if ordered {
+                        sweep.window(&p.ts, end - arg.range, end)
+                    } else {
+                        p.window(end - arg.range, end)
+                    };
                     if a == b {
                         vals.push(None);
                         continue;
