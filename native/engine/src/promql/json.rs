@@ -72,13 +72,14 @@ pub fn encode_response(value: &QueryValue, grid: &Grid, range: bool, notes: &Not
             out.extend_from_slice(b"\"]");
         }
         (true, QueryValue::Scalar(vals)) => {
+            let stamps = Stamps::of(grid);
             let out = chunks.last_mut().expect("head");
             out.extend_from_slice(b"[{\"metric\":{},\"values\":[");
             for (i, &v) in vals.iter().enumerate() {
                 if i > 0 {
                     out.push(b',');
                 }
-                point(out, grid.t(i), v);
+                stamps.point(out, i, v);
             }
             out.extend_from_slice(b"]}]");
         }
@@ -93,6 +94,7 @@ pub fn encode_response(value: &QueryValue, grid: &Grid, range: bool, notes: &Not
             });
         }
         (true, QueryValue::Vector(series)) => {
+            let stamps = Stamps::of(grid);
             let present: Vec<&Series> = series.iter().filter(|s| s.any()).collect();
             list(&mut chunks, &present, 192 + grid.len * POINT_BYTES, |out, s| {
                 out.extend_from_slice(b"{\"metric\":");
@@ -105,7 +107,7 @@ pub fn encode_response(value: &QueryValue, grid: &Grid, range: bool, notes: &Not
                             out.push(b',');
                         }
                         first = false;
-                        point(out, grid.t(i), *v);
+                        stamps.point(out, i, *v);
                     }
                 }
                 out.extend_from_slice(b"]}");
@@ -197,6 +199,37 @@ fn labels(out: &mut Vec<u8>, labels: &Labels) {
     out.push(b'}');
 }
 
+/// The `[<timestamp>,"` opening of a sample at each grid step, written once per
+/// query instead of once per series.
+struct Stamps {
+    text: Vec<u8>,
+    /// `text[ends[i - 1]..ends[i]]` opens step `i` (`ends[-1]` = 0).
+    ends: Vec<usize>,
+}
+
+impl Stamps {
+    fn of(grid: &Grid) -> Stamps {
+        let mut text = Vec::with_capacity(grid.len * 18);
+        let mut ends = Vec::with_capacity(grid.len);
+        for i in 0..grid.len {
+            text.push(b'[');
+            sample_timestamp(&mut text, grid.t(i));
+            text.extend_from_slice(b",\"");
+            ends.push(text.len());
+        }
+        Stamps { text, ends }
+    }
+
+    /// `[<timestamp>,"<value>"]` of the sample at step `i`.
+    #[inline]
+    fn point(&self, out: &mut Vec<u8>, i: usize, v: f64) {
+        let from = if i == 0 { 0 } else { self.ends[i - 1] };
+        out.extend_from_slice(&self.text[from..self.ends[i]]);
+        sample_value(out, v);
+        out.extend_from_slice(b"\"]");
+    }
+}
+
 /// `[<timestamp>,"<value>"]` of a sample.
 #[inline]
 fn point(out: &mut Vec<u8>, t: i64, v: f64) {
@@ -245,6 +278,14 @@ pub fn go_float(out: &mut Vec<u8>, v: f64) {
         }
         uint(out, v.abs() as u64);
     } else {
+        let mut ryu = ryu::Buffer::new();
+        let text = ryu.format_finite(v).as_bytes();
+        // Ryū writes decimal notation (as Go's 'f') for 1e-5 <= |v| < 1e16; whole
+        // numbers there end in ".0", which Go leaves out.
+        if !text.contains(&b'e') {
+            out.extend_from_slice(text.strip_suffix(b".0").unwrap_or(text));
+            return;
+        }
         let d = Shortest::of(v);
         if v.is_sign_negative() {
             out.push(b'-');
