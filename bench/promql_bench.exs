@@ -321,6 +321,12 @@ try do
 
   Stats.record("promql_bench", lines)
 after
-  Servers.stop(tm)
-  Servers.stop(vm)
+  # A server that died already must not hide the error that ended the run.
+  for s <- [tm, vm] do
+    try do
+      Servers.stop(s)
+    rescue
+      e -> IO.puts("stopping #{s.name}: #{Exception.message(e)} (it had exited already)")
+    end
+  end
 end

@@ -56,6 +56,7 @@ defmodule TimelessMetrics.Native do
 
   # -- PromQL ------------------------------------------------------------------
   def promql_eval(_store, _ast, _start_ms, _end_ms, _step_ms, _opts), do: nif()
+  def promql_eval_json(_store, _ast, _start_ms, _end_ms, _step_ms, _opts), do: nif()
 
   # -- admin -----------------------------------------------------------------
   def store_open(_config), do: nif()

@@ -7,7 +7,8 @@ defmodule TimelessMetrics.PromQL do
   the expression type is checked against the query kind and the resolution
   limit is applied. Then one dirty NIF call (`Native.promql_eval/6`) evaluates
   the whole expression in Rust, and `TimelessMetrics.PromQL.Result` shapes the
-  compact answer into result maps.
+  compact answer into result maps. `instant_json/4` and `range_json/6` (the HTTP
+  path) have the engine write Prometheus's JSON body instead of building terms.
 
       iex> store = TimelessMetrics.TestStore.unique_name("doc")
       iex> {:ok, _} = TimelessMetrics.start_link(name: store, mode: :memory)
@@ -53,15 +54,10 @@ defmodule TimelessMetrics.PromQL do
   `timeout_ms` (120_000), `max_samples` (50_000_000), `subquery_step_ms`
   (60_000, the step of `x[5m:]`).
   """
-  @spec instant(atom(), String.t(), integer(), [option()]) :: {:ok, result()} | error()
-  def instant(store, query, time_ms, opts \\ []) when is_binary(query) and is_integer(time_ms) do
-    opts = Keyword.merge(@defaults, opts)
-
-    with {:ok, ast} <- parse(query),
-         planned = plan(ast, time_ms, time_ms, opts[:subquery_step_ms]),
-         {:ok, raw} <- eval(store, planned, time_ms, time_ms, 1, opts, false) do
-      {:ok, Result.instant(raw, time_ms)}
-    end
+  @spec instant(atom(), String.t() | AST.t(), integer(), [option()]) :: {:ok, result()} | error()
+  def instant(store, query, time_ms, opts \\ []) when is_integer(time_ms) do
+    with {:ok, raw} <- run_instant(store, query, time_ms, opts, &Native.promql_eval/6),
+         do: {:ok, Result.instant(raw, time_ms)}
   end
 
   @doc """
@@ -70,26 +66,69 @@ defmodule TimelessMetrics.PromQL do
   labels). Besides the options of `instant/4`, `max_points_per_series` (11_000)
   bounds the number of steps.
   """
-  @spec range(atom(), String.t(), integer(), integer(), integer(), [option()]) :: {:ok, result()} | error()
+  @spec range(atom(), String.t() | AST.t(), integer(), integer(), integer(), [option()]) :: {:ok, result()} | error()
   def range(store, query, start_ms, end_ms, step_ms, opts \\ [])
-      when is_binary(query) and is_integer(start_ms) and is_integer(end_ms) and is_integer(step_ms) do
+      when is_integer(start_ms) and is_integer(end_ms) and is_integer(step_ms) do
+    with {:ok, raw} <- run_range(store, query, start_ms, end_ms, step_ms, opts, &Native.promql_eval/6),
+         do: {:ok, Result.range(raw, start_ms, step_ms)}
+  end
+
+  @doc """
+  Like `instant/4`, but answers the body Prometheus's `/api/v1/query` sends,
+  encoded by the engine (`TimelessMetrics.HTTP.PromQL.encode/1` gives the same bytes
+  for the result of `instant/4`). `query` may also be an already parsed AST.
+
+      iex> store = TimelessMetrics.TestStore.unique_name("doc")
+      iex> {:ok, _} = TimelessMetrics.start_link(name: store, mode: :memory)
+      iex> :ok = TimelessMetrics.write(store, "up", %{"job" => "a"}, 1, 60)
+      iex> {:ok, body} = TimelessMetrics.PromQL.instant_json(store, "up / 4", 90_500)
+      iex> IO.iodata_to_binary(body)
+      ~s({"status":"success","data":{"resultType":"vector","result":[{"metric":{"job":"a"},"value":[90.500,"0.25"]}]}})
+  """
+  @spec instant_json(atom(), String.t() | AST.t(), integer(), [option()]) :: {:ok, iodata()} | error()
+  def instant_json(store, query, time_ms, opts \\ []) when is_integer(time_ms),
+    do: run_instant(store, query, time_ms, opts, &Native.promql_eval_json/6)
+
+  @doc """
+  Like `range/6`, but answers the body Prometheus's `/api/v1/query_range` sends,
+  encoded by the engine (the bytes `TimelessMetrics.HTTP.PromQL.encode/1` gives for
+  the result of `range/6`). `query` may also be an already parsed AST.
+  """
+  @spec range_json(atom(), String.t() | AST.t(), integer(), integer(), integer(), [option()]) ::
+          {:ok, iodata()} | error()
+  def range_json(store, query, start_ms, end_ms, step_ms, opts \\ [])
+      when is_integer(start_ms) and is_integer(end_ms) and is_integer(step_ms),
+      do: run_range(store, query, start_ms, end_ms, step_ms, opts, &Native.promql_eval_json/6)
+
+  defp run_instant(store, query, time_ms, opts, nif) do
+    opts = Keyword.merge(@defaults, opts)
+
+    with {:ok, ast} <- parse(query) do
+      planned = plan(ast, time_ms, time_ms, opts[:subquery_step_ms])
+      eval(store, nif, planned, time_ms, time_ms, 1, opts, false)
+    end
+  end
+
+  defp run_range(store, query, start_ms, end_ms, step_ms, opts, nif) do
     opts = Keyword.merge(@defaults, opts)
 
     with :ok <- check_range(start_ms, end_ms, step_ms, opts[:max_points_per_series]),
          {:ok, ast} <- parse(query),
-         :ok <- check_type(AST.type_of(ast)),
-         planned = plan(ast, start_ms, end_ms, opts[:subquery_step_ms]),
-         {:ok, raw} <- eval(store, planned, start_ms, end_ms, step_ms, opts, true) do
-      {:ok, Result.range(raw, start_ms, step_ms)}
+         :ok <- check_type(AST.type_of(ast)) do
+      planned = plan(ast, start_ms, end_ms, opts[:subquery_step_ms])
+      eval(store, nif, planned, start_ms, end_ms, step_ms, opts, true)
     end
   end
 
-  defp parse(query) do
+  defp parse(query) when is_binary(query) do
     case Parser.parse(query) do
       {:ok, ast} -> {:ok, ast}
       {:error, e} -> {:error, {:bad_data, Parser.format_error(query, e)}}
     end
   end
+
+  defp parse(ast) when is_map(ast) or is_tuple(ast), do: {:ok, ast}
+  defp parse(other), do: {:error, {:bad_data, "query must be a string, got #{inspect(other, limit: 5)}"}}
 
   defp check_range(start_ms, end_ms, _step, _max) when end_ms < start_ms,
     do: {:error, {:bad_data, "end timestamp must not be before start time"}}
@@ -151,7 +190,7 @@ defmodule TimelessMetrics.PromQL do
   defp resolve_at(:end, _s, e), do: {:ms, e}
   defp resolve_at(at, _s, _e), do: at
 
-  defp eval(store, ast, start_ms, end_ms, step_ms, opts, range?) do
+  defp eval(store, nif, ast, start_ms, end_ms, step_ms, opts, range?) do
     nif_opts = %{
       lookback_delta_ms: opts[:lookback_delta_ms],
       timeout_ms: opts[:timeout_ms],
@@ -159,7 +198,7 @@ defmodule TimelessMetrics.PromQL do
       range: range?
     }
 
-    case Engine.call(store, &Native.promql_eval(&1, ast, start_ms, end_ms, step_ms, nif_opts)) do
+    case Engine.call(store, &nif.(&1, ast, start_ms, end_ms, step_ms, nif_opts)) do
       {:ok, raw} -> {:ok, raw}
       {:error, {kind, msg}} -> {:error, {error_kind(kind), msg}}
     end

@@ -4,6 +4,9 @@ defmodule TimelessMetrics.HTTP.PromQL do
   (also under `/prometheus`, GET or POST with a form body) when the request has a
   `query=` parameter. `TimelessMetrics.HTTP.Query` sends such requests here; the
   engine is `TimelessMetrics.PromQL` (or the server option `:promql_engine`).
+  An engine that exports `instant_json/4` and `range_json/6` (as
+  `TimelessMetrics.PromQL` does) writes the body itself, from the parsed query;
+  otherwise `encode/1` below writes it from the result terms.
 
   Parameters and their checks follow Prometheus v2.53's `web/api/v1/api.go`, in its order:
 
@@ -45,9 +48,11 @@ defmodule TimelessMetrics.HTTP.PromQL do
 
     with {:ok, time} <- time_param(request, "time", System.os_time(:millisecond)),
          {:ok, opts} <- query_opts(request, config),
-         {:ok, _ast} <- parse(query),
+         {:ok, ast} <- parse(query),
          {:ok, engine} <- engine(config) do
-      run(fn -> engine.instant(config.store, query, time, opts) end, opts)
+      if function_exported?(engine, :instant_json, 4),
+        do: run(fn -> encoded(engine.instant_json(config.store, ast, time, opts)) end, opts),
+        else: run(fn -> engine.instant(config.store, query, time, opts) end, opts)
     end
     |> respond()
   end
@@ -66,7 +71,9 @@ defmodule TimelessMetrics.HTTP.PromQL do
          {:ok, ast} <- parse(query),
          :ok <- range_type(ast),
          {:ok, engine} <- engine(config) do
-      run(fn -> engine.range(config.store, query, start, stop, step, opts) end, opts)
+      if function_exported?(engine, :range_json, 6),
+        do: run(fn -> encoded(engine.range_json(config.store, ast, start, stop, step, opts)) end, opts),
+        else: run(fn -> engine.range(config.store, query, start, stop, step, opts) end, opts)
     end
     |> respond()
   end
@@ -181,6 +188,10 @@ defmodule TimelessMetrics.HTTP.PromQL do
     end
   end
 
+  # An engine that writes the JSON body itself (`instant_json/4`, `range_json/6`).
+  defp encoded({:ok, body}), do: {:ok, {:encoded, body}}
+  defp encoded(error), do: error
+
   # Engine error kinds (the evaluator's contract) to HTTP error kinds.
   defp engine_error(:bad_data, message), do: {:bad_input, prefixed(message)}
   defp engine_error(:execution, message), do: {:execution, message}
@@ -193,6 +204,7 @@ defmodule TimelessMetrics.HTTP.PromQL do
   defp prefixed("invalid parameter " <> _ = message), do: message
   defp prefixed(message), do: "invalid parameter \"query\": " <> message
 
+  defp respond({:ok, {:encoded, body}}), do: {200, [{"content-type", JSON.content_type()}], body}
   defp respond({:ok, result}), do: {200, [{"content-type", JSON.content_type()}], encode(result)}
   defp respond({:error, {kind, message}}), do: error(kind, message)
 

@@ -15,11 +15,15 @@
 //! * `{:matrix, [{labels, points}]}` - `points` as `convert::points_binary`
 //!   (16-byte records: i64 time, f64 value).
 //! * `{:string, binary}`.
+//!
+//! `promql_eval_json` evaluates the same way and answers Prometheus's JSON success
+//! body instead (`timeless_engine::promql::json`), as a list of binaries (iodata).
 
 use std::time::{Duration, Instant};
 
 use rustler::{Atom, Binary, Encoder, Env, NewBinary, NifResult, ResourceArc, Term};
-use timeless_engine::promql::{evaluate, AggOp, BinOp, Card, EvalOptions, Expr, Grouping, Matching, QueryValue, Selector};
+use timeless_engine::promql::json::{encode_response, Notes};
+use timeless_engine::promql::{evaluate, AggOp, BinOp, Card, EvalOptions, Expr, Grid, Grouping, Matching, QueryValue, Selector};
 use timeless_engine::series::{MatchOp, Matcher};
 
 use crate::convert::{bad_input, engine_err, points_binary, tuple_elems};
@@ -251,4 +255,31 @@ fn promql_eval<'a>(
     let opts = options(opts);
     let v = evaluate(&res.store, &e, start, end, step, &opts).map_err(engine_err)?;
     Ok(encode(env, v))
+}
+
+/// `promql_eval_json(store, ast, start_ms, end_ms, step_ms, opts) -> iodata`: the
+/// success body Prometheus's HTTP API sends for the query (a matrix when `opts.range`).
+#[rustler::nif(schedule = "DirtyCpu")]
+fn promql_eval_json<'a>(
+    env: Env<'a>,
+    res: ResourceArc<StoreRes>,
+    ast: Term<'a>,
+    start: i64,
+    end: i64,
+    step: i64,
+    opts: Term<'a>,
+) -> NifResult<Vec<Binary<'a>>> {
+    let e = expr(ast)?;
+    let opts = options(opts);
+    let v = evaluate(&res.store, &e, start, end, step, &opts).map_err(engine_err)?;
+    let chunks = encode_response(&v, &Grid::new(start, end, step), opts.range_query, &Notes::default());
+    drop(v);
+    Ok(chunks
+        .into_iter()
+        .map(|c| {
+            let mut bin = NewBinary::new(env, c.len());
+            bin.as_mut_slice().copy_from_slice(&c);
+            bin.into()
+        })
+        .collect())
 }

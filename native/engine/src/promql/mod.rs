@@ -17,6 +17,7 @@
 //! | `labelfns`    | `label_replace`, `label_join` |
 //! | `dates`       | `year()`, `hour()`, ... |
 //! | `aggregate`   | `sum`, `topk`, `count_values`, ... |
+//! | [`json`]      | Prometheus's JSON response, straight from a [`QueryValue`] |
 //! | `binary`      | arithmetic, comparison and set operators, vector matching |
 //! | `quantile`    | `quantile`, `histogram_quantile` over classic buckets |
 //!
@@ -29,6 +30,7 @@
 //! ```
 
 pub mod expr;
+pub mod json;
 pub mod value;
 
 mod aggregate;

@@ -5,7 +5,7 @@ use rayon::prelude::*;
 
 use super::eval::{collide_strict, Evaluator};
 use super::quantile::quantile;
-use super::value::{drop_name, RangeArg, Series};
+use super::value::{drop_name, RangeArg, Series, Sweep};
 use super::{exec_err, functions::kahan_inc};
 use crate::error::Result;
 use crate::store::pool;
@@ -20,6 +20,8 @@ struct Step {
     eval_t: i64,
     /// The scalar arguments at this step, in argument order.
     scalars: Vec<f64>,
+    /// The whole series never decreases (so no window has a counter reset).
+    monotonic: bool,
 }
 
 type Kernel = fn(&[i64], &[f64], &Step) -> Result<Option<f64>>;
@@ -80,14 +82,22 @@ pub fn call(ev: &Evaluator, func: &str, arg: &RangeArg, scalars: &[Vec<f64>], ev
         return Err(exec_err(format!("function {func} is not supported yet")));
     };
     let keep_name = func == "last_over_time";
+    let ordered = arg.ends.windows(2).all(|w| w[0] <= w[1]);
+    let counter_fn = matches!(func, "rate" | "increase");
     let out: Result<Vec<Series>> = pool().install(|| {
         arg.series
             .par_iter()
             .map(|p| {
                 ev.check_deadline()?;
                 let mut vals = Vec::with_capacity(arg.ends.len());
+                let mut sweep = Sweep::default();
+                let monotonic = counter_fn && p.vals.windows(2).all(|w| w[1] >= w[0]);
                 for (i, &end) in arg.ends.iter().enumerate() {
-                    let (a, b) = p.window(end - arg.range, end);
+                    let (a, b) = if ordered {
+                        sweep.window(&p.ts, end - arg.range, end)
+                    } else {
+                        p.window(end - arg.range, end)
+                    };
                     if a == b {
                         vals.push(None);
                         continue;
@@ -98,6 +108,7 @@ pub fn call(ev: &Evaluator, func: &str, arg: &RangeArg, scalars: &[Vec<f64>], ev
                         range: arg.range,
                         eval_t: evals[i],
                         scalars: scalars.iter().map(|s| s[i]).collect(),
+                        monotonic,
                     };
                     vals.push(k(&p.ts[a..b], &p.vals[a..b], &step)?);
                 }
@@ -134,7 +145,7 @@ fn extrapolated(ts: &[i64], vals: &[f64], s: &Step, counter: bool, rate: bool) -
         return None;
     }
     let mut result = vals[n - 1] - vals[0];
-    if counter {
+    if counter && !s.monotonic {
         for w in vals.windows(2) {
             if w[1] < w[0] {
                 result += w[0];

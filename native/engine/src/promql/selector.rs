@@ -11,7 +11,7 @@ use rayon::prelude::*;
 
 use super::eval::Evaluator;
 use super::expr::Selector;
-use super::value::{Grid, Labels, Points, RangeArg, Series};
+use super::value::{Grid, Labels, Points, RangeArg, Series, Sweep};
 use crate::error::Result;
 use crate::series::MatchOp;
 use crate::store::pool;
@@ -50,13 +50,16 @@ pub fn instant(ev: &Evaluator, sel: &Selector, g: &Grid, timestamps: bool) -> Re
     let (Some(&lo), Some(&hi)) = (ends.iter().min(), ends.iter().max()) else { return Ok(vec![]) };
     let lookback = ev.opts.lookback_ms;
     let raw = fetch(ev, sel, lo - lookback, hi)?;
+    let ordered = ends.windows(2).all(|w| w[0] <= w[1]);
     let out: Vec<Series> = pool().install(|| {
         raw.into_par_iter()
             .map(|p| {
+                let mut sweep = Sweep::default();
                 let vals = ends
                     .iter()
                     .map(|&e| {
-                        let n = p.ts.partition_point(|&t| t <= e);
+                        // n: the number of points at or before e
+                        let n = if ordered { sweep.window(&p.ts, e, e).1 } else { p.ts.partition_point(|&t| t <= e) };
                         if n == 0 || p.ts[n - 1] < e - lookback || is_stale(p.vals[n - 1]) {
                             return None;
                         }

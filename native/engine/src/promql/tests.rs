@@ -452,3 +452,22 @@ fn promql_range_query_sorts_and_instant_matrix_returns_points() {
     }
     assert!(evaluate(&s, &m, 0, M, M, &opts).is_err(), "a range query cannot return a range vector");
 }
+
+#[test]
+fn sweep_windows_equal_binary_searched_windows() {
+    use super::value::{Points, Sweep};
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+    for _ in 0..200 {
+        let mut t = rng.gen_range(-50..50);
+        let ts: Vec<i64> = (0..rng.gen_range(0..60)).map(|_| { t += rng.gen_range(1..20); t }).collect();
+        let p = Points { labels: vec![], vals: vec![0.0; ts.len()], ts };
+        let range = rng.gen_range(0..100);
+        let mut sweep = Sweep::default();
+        let mut end = rng.gen_range(-100..0);
+        for _ in 0..80 {
+            end += rng.gen_range(0..40);
+            assert_eq!(sweep.window(&p.ts, end - range, end), p.window(end - range, end), "{:?} [{}, {end}]", p.ts, end - range);
+        }
+    }
+}

@@ -73,6 +73,38 @@ impl Points {
     }
 }
 
+/// Windows of one series' sorted timestamps for window bounds that never move
+/// back (a grid's steps in order): each bound moves forward from where it was,
+/// a few points at a time, or by binary search over the rest when it jumps far.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Sweep {
+    a: usize,
+    b: usize,
+}
+
+impl Sweep {
+    /// Index range of the points in the closed window `[lo, hi]`; `lo` and `hi`
+    /// must not be below those of the previous call.
+    #[inline]
+    pub fn window(&mut self, ts: &[i64], lo: i64, hi: i64) -> (usize, usize) {
+        self.a = advance(ts, self.a, |t| t < lo);
+        self.b = advance(ts, self.b.max(self.a), |t| t <= hi);
+        (self.a, self.b)
+    }
+}
+
+/// The first index from `at` on where `before` is false (`ts` partitioned by it).
+#[inline]
+fn advance(ts: &[i64], mut at: usize, before: impl Fn(i64) -> bool) -> usize {
+    for _ in 0..8 {
+        if at == ts.len() || !before(ts[at]) {
+            return at;
+        }
+        at += 1;
+    }
+    at + ts[at..].partition_point(|&t| before(t))
+}
+
 /// A range-vector argument: per series its points, and per grid step the end of
 /// the window `[ends[i] - range, ends[i]]` (evaluation time minus offset, or the `@` time).
 #[derive(Clone, Debug, PartialEq)]
