@@ -221,7 +221,7 @@ lines =
     "| scenario | ours req/s (all answers) | VM req/s | ours 2xx/s | VM 2xx/s | 2xx ratio | p50 ms ours / VM | p99 ms ours / VM | server CPU us/request ours / VM | non-2xx + socket errors ours / VM |",
     "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
   ] ++ rows ++ [
-    "\nNon-2xx answers of ours to the ingest flood were 429 (ingest queue full, `ingest_queue_max_bodies` 1024) when checked by hand with a status-printing wrk script; wrk does not back off, " <>
+    "\nNon-2xx answers of ours to the ingest flood were 429 (ingest queue full: the `ingest_queue_max_bodies` bound) when checked by hand with a status-printing wrk script; wrk does not back off, " <>
       "so \"req/s\" counts those fast refusals: compare the 2xx/s columns for accepted work.",
     "\nPeak RSS: ours #{Stats.fmt(peak.tm / 1_048_576)} MiB, VM #{Stats.fmt(peak.vm / 1_048_576)} MiB."]
 

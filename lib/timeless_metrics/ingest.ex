@@ -42,7 +42,8 @@ defmodule TimelessMetrics.Ingest do
   @doc """
   Accept a (decompressed) body for ingestion: reserve room in the queue, write it to
   the spool (on disk), queue it. Once this returns `:ok` the body survives a crash of
-  the VM. Errors: `:full` (queue bounds reached), `{:unavailable, message}` (store not
+  the VM. When the queue's byte bound is reached it waits up to the store's
+  `ingest_queue_wait` ms for room. Errors: `:full` (queue bounds reached), `{:unavailable, message}` (store not
   running), `{:io, message}` (the spool could not be written).
   """
   @spec submit(atom() | Queue.t(), format(), binary(), opts()) :: :ok | {:error, :full | Engine.reason()}
@@ -53,7 +54,7 @@ defmodule TimelessMetrics.Ingest do
   def submit(%Queue{} = q, format, body, opts) do
     size = byte_size(body)
 
-    with :ok <- Queue.reserve(q, size) do
+    with :ok <- reserve(q, size, System.monotonic_time(:millisecond) + (q.wait_ms || 0), 1) do
       case spool(q, format, opts, body) do
         {:ok, seq, spooled} ->
           Queue.push(q, %{seq: seq, format: format, opts: opts, body: body, spooled: spooled, size: size, attempts: 0})
@@ -70,6 +71,27 @@ defmodule TimelessMetrics.Ingest do
   rescue
     # the queue's tables went away with a restarting store
     ArgumentError -> {:error, {:unavailable, "store #{inspect(q.store)} is restarting"}}
+  end
+
+  # A full byte bound means large bodies are waiting for the workers: hold the request
+  # (backpressure through latency, as VictoriaMetrics does) up to the queue's `wait_ms`
+  # before refusing it. A full body count is refused at once: those are floods of small
+  # requests, where waiting would only pile up connections.
+  defp reserve(q, size, deadline, pause) do
+    case Queue.reserve(q, size) do
+      {:error, :full_bytes} ->
+        left = deadline - System.monotonic_time(:millisecond)
+
+        if left > 0 do
+          Process.sleep(min(pause, left))
+          reserve(q, size, deadline, min(pause * 2, 50))
+        else
+          {:error, :full}
+        end
+
+      other ->
+        other
+    end
   end
 
   defp spool(%Queue{spool: nil} = q, _format, _opts, _body), do: {:ok, Queue.next_seq(q), false}

@@ -19,7 +19,7 @@ defmodule TimelessMetrics.IngestWorker do
   the queue's in-flight table on restart and queues it again; a body that failed an
   attempt is retried alone, and given up after 3 attempts (kept as
   `<spool>/failed/<seq>.<format>`). On a clean shutdown the worker drains the queue for
-  up to 25 s.
+  up to 25 s. Workers run at high process priority (see `init/1`).
 
       {TimelessMetrics.IngestWorker, {opts, 0}}   # opts from TimelessMetrics.Options.validate/1
   """
@@ -50,6 +50,11 @@ defmodule TimelessMetrics.IngestWorker do
   @impl true
   def init({store, index}) do
     Process.flag(:trap_exit, true)
+    # Under a flood of small requests, dozens of connection processes would otherwise
+    # share the schedulers with the few workers, the queue would fill and requests
+    # would be refused with 429 while CPU went to accepting them. At high priority a
+    # worker runs as soon as it has work; the parse itself runs on a dirty scheduler.
+    Process.flag(:priority, :high)
 
     with {:ok, q} <- Queue.fetch(store) do
       recover(q, index)

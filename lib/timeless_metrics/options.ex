@@ -26,7 +26,8 @@ defmodule TimelessMetrics.Options do
   | `:maintenance_interval` | `1000` | ms between maintenance ticks |
   | `:ingest_workers` | schedulers online | processes draining the ingest queue (`TimelessMetrics.IngestWorker`) |
   | `:ingest_queue_max_bodies` | `8192` | bodies accepted but not yet ingested; more are refused with 429 |
-  | `:ingest_queue_max_bytes` | `67_108_864` | decompressed bytes of those bodies (they are in memory until ingested); more are refused with 429 |
+  | `:ingest_queue_max_bytes` | `67_108_864` | decompressed bytes of those bodies (they are in memory until ingested); a request over it waits up to `ingest_queue_wait`, then gets 429 |
+  | `:ingest_queue_wait` | `5_000` | ms a request may wait for the byte bound (`0`: refuse at once) |
   | `:ingest_fun` | `nil` | tests only: a `fn store, format, body, opts -> {:ok, report} \| {:error, reason} end` used by the ingest workers instead of `TimelessMetrics.Ingest.ingest/4` |
   """
 
@@ -51,6 +52,7 @@ defmodule TimelessMetrics.Options do
     ingest_workers: nil,
     ingest_queue_max_bodies: 8192,
     ingest_queue_max_bytes: 67_108_864,
+    ingest_queue_wait: 5_000,
     ingest_fun: nil
   }
 
@@ -70,6 +72,8 @@ defmodule TimelessMetrics.Options do
                                 :max_chunk_points, :flush_interval, :max_buffered_points, :max_chunk_files,
                                 :maintenance_interval, :ingest_workers, :ingest_queue_max_bodies,
                                 :ingest_queue_max_bytes]),
+         :ok <- check(:ingest_queue_wait, is_integer(opts.ingest_queue_wait) and opts.ingest_queue_wait >= 0,
+                      "expected a non-negative integer (ms), got #{inspect(opts.ingest_queue_wait)}"),
          :ok <- check(:ingest_fun, opts.ingest_fun == nil or is_function(opts.ingest_fun, 4),
                       "expected nil or a function of arity 4, got #{inspect(opts.ingest_fun)}") do
       {:ok, opts}

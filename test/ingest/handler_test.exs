@@ -172,8 +172,8 @@ defmodule TimelessMetrics.HTTP.IngestBackpressureTest do
     await_drained(s)
   end
 
-  test "429 when the queue is full by bytes" do
-    s = TestStore.start!(ingest_fun: blocking(self()), ingest_workers: 1, ingest_queue_max_bytes: 100)
+  test "429 when the queue is full by bytes (no wait)" do
+    s = TestStore.start!(ingest_fun: blocking(self()), ingest_workers: 1, ingest_queue_max_bytes: 100, ingest_queue_wait: 0)
     body = :binary.copy("x", 60)
 
     assert {204, _, _} = Handler.handle(:influx, request(body), config(s))
@@ -186,6 +186,28 @@ defmodule TimelessMetrics.HTTP.IngestBackpressureTest do
     assert {204, _, _} = Handler.handle(:influx, request(body), config(s))
     assert_receive {:ingesting, ^s, ^worker, ^body}, 5_000
     send(worker, :release)
+  end
+
+  test "a request over the byte bound waits for room, then gets 204; past the wait, 429" do
+    s = TestStore.start!(ingest_fun: blocking(self()), ingest_workers: 1, ingest_queue_max_bytes: 100, ingest_queue_wait: 3_000)
+    first = :binary.copy("x", 60)
+    second = :binary.copy("y", 60)
+
+    assert {204, _, _} = Handler.handle(:influx, request(first), config(s))
+    assert_receive {:ingesting, ^s, worker, ^first}, 5_000
+    waiting = Task.async(fn -> elem(Handler.handle(:influx, request(second), config(s)), 0) end)
+    # still waiting while the first body holds the bytes
+    assert Task.yield(waiting, 200) == nil
+    send(worker, :release)
+    assert Task.await(waiting, 5_000) == 204
+    assert_receive {:ingesting, ^s, ^worker, ^second}, 5_000
+
+    # the worker holds `second` now: a third body waits the full 3 s and is refused
+    {micros, {status, _, _}} = :timer.tc(fn -> Handler.handle(:influx, request(first), config(s)) end)
+    assert status == 429
+    assert micros >= 3_000_000
+    send(worker, :release)
+    await_drained(s)
   end
 
   test "concurrent requests never overfill the queue" do

@@ -76,6 +76,17 @@ defmodule TimelessMetrics.Ingest.SpoolTest do
       wait(fn -> seg not in segments(spool) end, System.monotonic_time(:millisecond) + 5_000, "#{seg} was not deleted")
     end
 
+    test "the segment of the last body of a burst is deleted without further traffic", %{tmp_dir: dir} do
+      s = TestStore.start!(data_dir: dir, ingest_workers: 1)
+      spool = Spool.dir(dir)
+
+      assert {204, _, _} = Handler.handle(:influx, request("cpu v=1 1"), config(s))
+      await_drained(s)
+      [seg] = Enum.filter(segments(spool), &(File.read!(&1) =~ "cpu v=1 1"))
+      # no request follows: the queue's housekeeping tick rotates and deletes it
+      wait(fn -> seg not in segments(spool) end, System.monotonic_time(:millisecond) + 6_000, "#{seg} was not deleted")
+    end
+
     test "bodies accepted before a brutal kill of the store are ingested after restart, with their options, once",
          %{tmp_dir: dir} do
       name = TestStore.unique_name("spool_replay")

@@ -140,10 +140,29 @@ defmodule TimelessMetrics.HTTP.PromQL do
     end
   end
 
+  # Dashboards repeat the same query texts over keep-alive connections, so each
+  # connection process keeps its last parses (a query's AST does not depend on the
+  # request's time parameters). Bounded: the cache is dropped when it is full.
+  @parse_cache :timeless_promql_parsed
+  @parse_cache_size 64
+
   defp parse(query) do
-    case Parser.parse(query) do
-      {:ok, ast} -> {:ok, ast}
-      {:error, error} -> bad("query", Parser.format_error(query, error))
+    cache = Process.get(@parse_cache, %{})
+
+    case cache do
+      %{^query => ast} ->
+        {:ok, ast}
+
+      _ ->
+        case Parser.parse(query) do
+          {:ok, ast} ->
+            cache = if map_size(cache) >= @parse_cache_size, do: %{}, else: cache
+            Process.put(@parse_cache, Map.put(cache, query, ast))
+            {:ok, ast}
+
+          {:error, error} ->
+            bad("query", Parser.format_error(query, error))
+        end
     end
   end
 

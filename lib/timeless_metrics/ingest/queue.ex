@@ -39,10 +39,13 @@ defmodule TimelessMetrics.Ingest.Queue do
 
   @max_attempts 3
 
-  defstruct [:store, :queue, :inflight, :atomics, :stats, :meta_cache, :log_limit, :max_bodies, :max_bytes,
+  defstruct [:store, :queue, :inflight, :atomics, :stats, :meta_cache, :log_limit, :max_bodies, :max_bytes, :wait_ms,
              :spool_dir, :spool, :sync?, :workers, :ingest_fun]
 
   @type t :: %__MODULE__{}
+
+  # how often the spool deletes finished segments when no completions arrive
+  @spool_tick_ms 1_000
   @type entry :: %{
           seq: non_neg_integer(),
           format: atom() | nil,
@@ -81,18 +84,27 @@ defmodule TimelessMetrics.Ingest.Queue do
   @spec room?(t()) :: boolean()
   def room?(q), do: get(q, @depth) < q.max_bodies and get(q, @bytes) < q.max_bytes
 
-  @doc "Reserve room for one body of `bytes`; `{:error, :full}` when over a bound."
-  @spec reserve(t(), non_neg_integer()) :: :ok | {:error, :full}
+  @doc """
+  Reserve room for one body of `bytes`: `{:error, :full}` when the body count bound is
+  reached, `{:error, :full_bytes}` when the byte bound is.
+  """
+  @spec reserve(t(), non_neg_integer()) :: :ok | {:error, :full | :full_bytes}
   def reserve(q, bytes) do
     depth = :atomics.add_get(q.atomics, @depth, 1)
     total = :atomics.add_get(q.atomics, @bytes, bytes)
 
-    # A body alone larger than the byte bound is still accepted into an empty queue.
-    if depth > q.max_bodies or (total > q.max_bytes and depth > 1) do
-      release(q, bytes)
-      {:error, :full}
-    else
-      :ok
+    cond do
+      depth > q.max_bodies ->
+        release(q, bytes)
+        {:error, :full}
+
+      # A body alone larger than the byte bound is still accepted into an empty queue.
+      total > q.max_bytes and depth > 1 ->
+        release(q, bytes)
+        {:error, :full_bytes}
+
+      true ->
+        :ok
     end
   end
 
@@ -230,6 +242,7 @@ defmodule TimelessMetrics.Ingest.Queue do
       log_limit: :atomics.new(3, signed: true),
       max_bodies: opts.ingest_queue_max_bodies,
       max_bytes: opts.ingest_queue_max_bytes,
+      wait_ms: opts.ingest_queue_wait,
       spool_dir: if(opts.mode == :memory, do: nil, else: Spool.dir(opts.data_dir)),
       sync?: opts.fsync == :always,
       workers: opts.ingest_workers,
@@ -263,6 +276,7 @@ defmodule TimelessMetrics.Ingest.Queue do
         Logger.info("TimelessMetrics #{inspect(q.store)}: replaying #{length(pending)} spooled ingest bodies")
       end
 
+      :timer.send_interval(@spool_tick_ms, :spool_tick)
       {:ok, %{q | spool: spool}}
     end
   end
@@ -297,6 +311,18 @@ defmodule TimelessMetrics.Ingest.Queue do
       if kind == :corrupt, do: IngestStats.add_rejected(q.stats, :unknown, :corrupt_spool, 1)
     end
   end
+
+  @impl true
+  def handle_info(:spool_tick, q) do
+    case Spool.tick(q.spool) do
+      :ok -> :ok
+      {:error, reason} -> Logger.warning("TimelessMetrics #{inspect(q.store)}: ingest spool housekeeping: #{inspect(reason)}")
+    end
+
+    {:noreply, q}
+  end
+
+  def handle_info(_other, q), do: {:noreply, q}
 
   @impl true
   def terminate(_reason, q) do

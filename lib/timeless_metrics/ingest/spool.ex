@@ -92,6 +92,19 @@ defmodule TimelessMetrics.Ingest.Spool do
     end
   end
 
+  @doc """
+  Housekeeping without completions: rotate an idle active segment once it is old
+  enough and delete segments whose bodies are all done (otherwise the last segment
+  of a burst would stay on disk until the next body arrives).
+  """
+  @spec tick(t()) :: :ok | {:error, term()}
+  def tick(spool) do
+    case Native.spool_done(spool, []) do
+      n when is_integer(n) -> :ok
+      {:error, _} = error -> error
+    end
+  end
+
   @doc "Read back a body returned by `open/2`."
   @spec read(t(), pos_integer()) :: {:ok, atom(), map(), binary()} | {:error, term()}
   def read(spool, seq) do
