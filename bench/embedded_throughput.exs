@@ -92,10 +92,9 @@ column_batches =
      for({_, v, _} <- b, into: <<>>, do: <<v * 1.0::float-little-64>>)}
   end)
 
-{:ok, %{ref: ref2}} = TimelessMetrics.Engine.handle(s2)
-columns = throughput.(fn -> Enum.each(column_batches, fn {i, t, v} -> :ok = TimelessMetrics.Native.write_columns(ref2, i, t, v) end) end, total)
+columns = throughput.(fn -> Enum.each(column_batches, &(:ok = TM.write_resolved(s2, &1, unit: :millisecond))) end, total)
 IO.puts("pre-resolved columns: #{Stats.rate(columns)} points/s")
-report = add.(report, "| pre-resolved columnar (`Native.write_columns`) | #{Stats.rate(columns)} | >= 10M |")
+report = add.(report, "| pre-resolved columnar (`write_resolved` with `{ids, timestamps, values}` binaries) | #{Stats.rate(columns)} | >= 10M |")
 
 # 3. Concurrent labeled writers on one store.
 for writers <- [2, 4] do
@@ -252,7 +251,7 @@ report =
     for p <- 0..(restart_points - 1) do
       ts = for _ <- ids, into: <<>>, do: <<start_ms + p * 10_000::little-signed-64>>
       vals = for i <- 0..(restart_series - 1), into: <<>>, do: <<rem(i * 7 + p, 1000) / 10::float-little-64>>
-      :ok = TimelessMetrics.Native.write_columns(rref, id_bin, ts, vals)
+      :ok = TimelessMetrics.Native.write_columns(rref, id_bin, ts, vals, 1)
       if rem(p, 10) == 9, do: {:ok, _} = TM.flush(:restart)
     end
 

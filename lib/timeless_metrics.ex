@@ -124,18 +124,31 @@ defmodule TimelessMetrics do
 
   @doc """
   Write to resolved series: either one sample `write_resolved(store, id, value)` /
-  `write_resolved(store, id, value, timestamp_or_opts)`, or a batch
-  `write_resolved(store, [{id, value} | {id, value, timestamp}], opts)`.
+  `write_resolved(store, id, value, timestamp_or_opts)`, a batch
+  `write_resolved(store, [{id, value} | {id, value, timestamp}], opts)`, or a columnar
+  batch `write_resolved(store, {ids, timestamps, values}, opts)`: three binaries of
+  little-endian 64-bit numbers (unsigned ids, signed timestamps in `unit`, floats), the
+  fastest way in (no term per point). A columnar batch with a bad entry is refused
+  whole, like the others.
 
       iex> {:ok, id} = TimelessMetrics.resolve_series(:metrics, "cpu", %{"host" => "a"})
       iex> TimelessMetrics.write_resolved(:metrics, [{id, 1.0, 1_700_000_000}, {id, 2.0, 1_700_000_010}])
       :ok
+      iex> ids = <<id::little-64, id::little-64>>
+      iex> ts = <<1_700_000_020::little-signed-64, 1_700_000_030::little-signed-64>>
+      iex> TimelessMetrics.write_resolved(:metrics, {ids, ts, <<3.0::float-little-64, 4.0::float-little-64>>})
+      :ok
   """
-  @spec write_resolved(store(), non_neg_integer() | list(), value() | keyword()) :: :ok | {:error, reason()}
+  @spec write_resolved(store(), non_neg_integer() | list() | {binary(), binary(), binary()}, value() | keyword()) ::
+          :ok | {:error, reason()}
   def write_resolved(store, entries, opts \\ [])
 
   def write_resolved(store, entries, opts) when is_list(entries) do
     Engine.call(store, &Native.write_resolved(&1, entries, unit_ms(opts)))
+  end
+
+  def write_resolved(store, {ids, timestamps, values}, opts) when is_binary(ids) and is_binary(timestamps) and is_binary(values) do
+    Engine.call(store, &Native.write_columns(&1, ids, timestamps, values, unit_ms(opts)))
   end
 
   def write_resolved(store, id, value) when is_integer(id), do: write_resolved(store, id, value, [])

@@ -89,6 +89,28 @@ defmodule TimelessMetricsTest do
       assert {:ok, [{30, 7.0}]} = TM.query(s, "req", %{"code" => "500"})
     end
 
+    test "columnar batches: binaries of ids, timestamps and values", %{store: s} do
+      {:ok, a} = TM.resolve_series(s, "col", %{"k" => "a"})
+      {:ok, b} = TM.resolve_series(s, "col", %{"k" => "b"})
+      cols = fn rows -> {for({id, _, _} <- rows, into: <<>>, do: <<id::little-64>>),
+                         for({_, t, _} <- rows, into: <<>>, do: <<t::little-signed-64>>),
+                         for({_, _, v} <- rows, into: <<>>, do: <<v::float-little-64>>)} end
+
+      assert :ok = TM.write_resolved(s, cols.([{a, 10, 1.5}, {b, 10, 2.5}, {a, 20, -0.0}]))
+      assert :ok = TM.write_resolved(s, cols.([{b, 30_500, 4.0}]), unit: :millisecond)
+      assert {:ok, [{10, 1.5}, {20, -0.0}]} = TM.query(s, "col", %{"k" => "a"})
+      assert {:ok, [{10_000, 2.5}, {30_500, 4.0}]} = TM.query(s, "col", %{"k" => "b"}, unit: :millisecond)
+
+      {ids, ts, vals} = cols.([{a, 40, 1.0}, {b + 1000, 40, 1.0}])
+      assert {:error, {:bad_input, msg}} = TM.write_resolved(s, {ids, ts, vals})
+      assert msg =~ "unknown series id"
+      assert {:error, {:bad_input, msg}} = TM.write_resolved(s, {ids, ts, binary_part(vals, 0, 8)})
+      assert msg =~ "equal count"
+      assert {:error, {:bad_input, msg}} = TM.write_resolved(s, cols.([{a, 9_223_372_036_854_776, 1.0}]))
+      assert msg =~ "entry 1: timestamp"
+      assert {:ok, [{10, 1.5}, {20, -0.0}]} = TM.query(s, "col", %{"k" => "a"})
+    end
+
     test "an unknown id refuses the whole batch", %{store: s} do
       {:ok, id} = TM.resolve_series(s, "req", %{})
       assert {:error, {:bad_input, msg}} = TM.write_resolved(s, [{id, 1, 1}, {id + 1000, 1, 2}])

@@ -29,7 +29,7 @@ defmodule TimelessMetrics.Native do
   def write_small(_store, _entries, _unit_ms), do: nif()
   def write_batch(_store, _entries, _unit_ms), do: nif()
   def write_resolved(_store, _entries, _unit_ms), do: nif()
-  def write_columns(_store, _ids, _timestamps, _values), do: nif()
+  def write_columns(_store, _ids, _timestamps, _values, _unit_ms), do: nif()
 
   # -- ingest path -------------------------------------------------------------
   def decompress(_encoding, _body, _max_bytes), do: nif()

@@ -346,17 +346,25 @@ fn write_resolved(res: ResourceArc<StoreRes>, entries: Term, unit_ms: i64) -> Ni
     Ok(atoms::ok())
 }
 
-/// Columnar pre-resolved write: three binaries of little-endian u64 ids, i64 ms
-/// timestamps and f64 values (the fastest path; no per-point terms at all).
+/// Columnar pre-resolved write: three binaries of little-endian u64 ids, i64
+/// timestamps (in units of `unit_ms` milliseconds) and f64 values (the fastest path;
+/// no per-point terms at all).
 #[rustler::nif(schedule = "DirtyCpu")]
-fn write_columns(res: ResourceArc<StoreRes>, ids: Binary, ts: Binary, vals: Binary) -> NifResult<Atom> {
+fn write_columns(res: ResourceArc<StoreRes>, ids: Binary, ts: Binary, vals: Binary, unit_ms: i64) -> NifResult<Atom> {
     let n = ids.len() / 8;
     if ids.len() % 8 != 0 || ts.len() != n * 8 || vals.len() != n * 8 {
         return Err(bad_input("ids, timestamps and values must be binaries of 8-byte numbers of equal count"));
     }
     let le = |b: &[u8], i: usize| u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().unwrap());
     let ids_v: Vec<u64> = (0..n).map(|i| le(ids.as_slice(), i)).collect();
-    let ts_v: Vec<i64> = (0..n).map(|i| le(ts.as_slice(), i) as i64).collect();
+    let mut ts_v: Vec<i64> = Vec::with_capacity(n);
+    for i in 0..n {
+        let t = le(ts.as_slice(), i) as i64;
+        match t.checked_mul(unit_ms) {
+            Some(ms) => ts_v.push(ms),
+            None => return Err(bad_input(format!("entry {}: timestamp {t} is out of range", i + 1))),
+        }
+    }
     let vals_v: Vec<f64> = (0..n).map(|i| f64::from_bits(le(vals.as_slice(), i))).collect();
     res.store.write(&ids_v, &ts_v, &vals_v).map_err(engine_err)?;
     Ok(atoms::ok())
