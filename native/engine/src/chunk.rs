@@ -12,6 +12,7 @@
 //! Files are written once (temp file, fsync, rename, fsync dir) and never modified, which
 //! is what makes memory-mapping them safe.
 
+use crate::codec::{unzigzag, zigzag};
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -484,16 +485,6 @@ fn parse_footer(data: &[u8], file_id: u64) -> std::result::Result<(Vec<ChunkMeta
         return Err(format!("{} trailing bytes after the index", index.len() - pos));
     }
     Ok((metas, index_offset, version))
-}
-
-#[inline]
-fn zigzag(v: i64) -> u64 {
-    ((v << 1) ^ (v >> 63)) as u64
-}
-
-#[inline]
-fn unzigzag(u: u64) -> i64 {
-    ((u >> 1) as i64) ^ -((u & 1) as i64)
 }
 
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {

@@ -13,6 +13,7 @@
 //! after the highest existing one). A flush does `let s = wal.rotate()?;`, persists what was in memory,
 //! then `wal.remove_segments_before(s)`.
 
+use crate::codec::{unzigzag, zigzag};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -40,16 +41,6 @@ const KEEP_BUFFER_BYTES: usize = 64 << 20;
 // ---------------------------------------------------------------------------------------------
 // Sample record codec
 // ---------------------------------------------------------------------------------------------
-
-#[inline(always)]
-fn zigzag(v: i64) -> u64 {
-    ((v << 1) ^ (v >> 63)) as u64
-}
-
-#[inline(always)]
-fn unzigzag(v: u64) -> i64 {
-    ((v >> 1) as i64) ^ -((v & 1) as i64)
-}
 
 #[inline(always)]
 fn put_uvarint(out: &mut [u8], mut pos: usize, mut v: u64) -> usize {

@@ -7,18 +7,9 @@
 //! f64 bits (NaN, ±Inf, -0.0, values that are no short decimal). Each coder is a small state
 //! machine used the same way by the writer and the reader.
 
+use crate::codec::{unzigzag, zigzag};
 use super::bitstream::{BitReader, BitStream};
 use crate::Timestamp;
-
-#[inline]
-fn zigzag(v: i64) -> u64 {
-    ((v << 1) ^ (v >> 63)) as u64
-}
-
-#[inline]
-fn unzigzag(u: u64) -> i64 {
-    ((u >> 1) as i64) ^ -((u & 1) as i64)
-}
 
 /// Payload widths of the classes shared by both columns: class `c` is written as `c` one bits
 /// and a zero, then `SMALL_BITS[c]` bits (class 0 means zero and has no payload).

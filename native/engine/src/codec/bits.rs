@@ -75,13 +75,15 @@ impl<'a> BitReader<'a> {
     }
 }
 
-#[inline]
-pub(super) fn zigzag(v: i64) -> u64 {
+/// Signed to unsigned so that small magnitudes stay small (0, -1, 1, -2 -> 0, 1, 2, 3).
+#[inline(always)]
+pub(crate) fn zigzag(v: i64) -> u64 {
     ((v << 1) ^ (v >> 63)) as u64
 }
 
-#[inline]
-pub(super) fn unzigzag(u: u64) -> i64 {
+/// Inverse of [`zigzag`].
+#[inline(always)]
+pub(crate) fn unzigzag(u: u64) -> i64 {
     ((u >> 1) as i64) ^ -((u & 1) as i64)
 }
 

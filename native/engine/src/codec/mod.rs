@@ -34,6 +34,7 @@ mod timestamps;
 
 use crate::error::{Error, Result};
 use bits::{get_varint, put_varint};
+pub(crate) use bits::{unzigzag, zigzag};
 use decimal::{decode_decimal, encode_decimal, min_scale};
 use gorilla::{decode_gorilla, encode_gorilla};
 use pco::DeltaSpec;
