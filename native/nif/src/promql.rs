@@ -240,6 +240,21 @@ fn encode<'a>(env: Env<'a>, v: QueryValue) -> Term<'a> {
     }
 }
 
+/// Decode the planned AST and options, and evaluate (shared by both NIFs below).
+fn eval_terms(
+    res: &StoreRes,
+    ast: Term,
+    start: i64,
+    end: i64,
+    step: i64,
+    opts: Term,
+) -> NifResult<(QueryValue, EvalOptions)> {
+    let e = expr(ast)?;
+    let opts = options(opts);
+    let v = evaluate(&res.store, &e, start, end, step, &opts).map_err(engine_err)?;
+    Ok((v, opts))
+}
+
 /// `promql_eval(store, ast, start_ms, end_ms, step_ms, opts) -> {:scalar | :vector | :matrix | :string, data}`
 #[rustler::nif(schedule = "DirtyCpu")]
 fn promql_eval<'a>(
@@ -251,9 +266,7 @@ fn promql_eval<'a>(
     step: i64,
     opts: Term<'a>,
 ) -> NifResult<Term<'a>> {
-    let e = expr(ast)?;
-    let opts = options(opts);
-    let v = evaluate(&res.store, &e, start, end, step, &opts).map_err(engine_err)?;
+    let (v, _opts) = eval_terms(&res, ast, start, end, step, opts)?;
     Ok(encode(env, v))
 }
 
@@ -269,9 +282,7 @@ fn promql_eval_json<'a>(
     step: i64,
     opts: Term<'a>,
 ) -> NifResult<Vec<Binary<'a>>> {
-    let e = expr(ast)?;
-    let opts = options(opts);
-    let v = evaluate(&res.store, &e, start, end, step, &opts).map_err(engine_err)?;
+    let (v, opts) = eval_terms(&res, ast, start, end, step, opts)?;
     let chunks = encode_response(&v, &Grid::new(start, end, step), opts.range_query, &Notes::default());
     drop(v);
     Ok(chunks
