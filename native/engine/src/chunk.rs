@@ -234,6 +234,25 @@ enum Data {
     Owned(Vec<u8>),
 }
 
+/// Timestamp columns shared between chunks, decoded once per reader (one query): keyed
+/// by (file id, offset of the chunk that stores them), with that chunk's (count, min_ts,
+/// max_ts) so a chunk that does not fit is still reported as corrupt.
+#[derive(Default)]
+pub struct TsMemo {
+    #[allow(clippy::type_complexity)]
+    columns: std::sync::Mutex<std::collections::HashMap<(u64, u64), ((u32, i64, i64), std::sync::Arc<[i64]>)>>,
+}
+
+impl TsMemo {
+    fn get(&self, key: (u64, u64)) -> Option<((u32, i64, i64), std::sync::Arc<[i64]>)> {
+        self.columns.lock().unwrap_or_else(|e| e.into_inner()).get(&key).cloned()
+    }
+
+    fn put(&self, key: (u64, u64), shape: (u32, i64, i64), ts: &[i64]) {
+        self.columns.lock().unwrap_or_else(|e| e.into_inner()).entry(key).or_insert_with(|| (shape, ts.into()));
+    }
+}
+
 /// A readable chunk file: memory-mapped (or owned bytes in memory mode). Send + Sync.
 pub struct ChunkFile {
     id: u64,
@@ -322,6 +341,19 @@ impl ChunkFile {
     /// A chunk whose timestamps are stored in an earlier chunk (format 2, codec
     /// `T =` [`codec::TS_SHARED`]) reads them from that chunk, whose crc is verified too.
     pub fn read(&self, meta: &ChunkMeta, ts_out: &mut Vec<i64>, vals_out: &mut Vec<f64>) -> Result<()> {
+        self.read_shared(meta, ts_out, vals_out, None)
+    }
+
+    /// [`read`](Self::read), with the timestamp columns other chunks share decoded once
+    /// per `memo` (a query reading a thousand series scraped together decodes their
+    /// common timestamps once instead of a thousand times).
+    pub fn read_shared(
+        &self,
+        meta: &ChunkMeta,
+        ts_out: &mut Vec<i64>,
+        vals_out: &mut Vec<f64>,
+        memo: Option<&TsMemo>,
+    ) -> Result<()> {
         let err = |msg: String| {
             Error::corrupt(format!("chunk file {} offset {}: {msg}", self.display_name(), meta.offset))
         };
@@ -341,17 +373,30 @@ impl ChunkFile {
             return Err(err(format!("shared timestamps in a format {} file", self.version)));
         }
         let owner_offset = meta.offset.checked_sub(back).ok_or_else(|| err("shared timestamps before the file start".into()))?;
-        let (owner, owner_body) = self
-            .record(owner_offset)
-            .map_err(|m| err(format!("shared timestamps at offset {owner_offset}: {m}")))?;
-        if owner.codec >> 4 == codec::TS_SHARED
-            || (owner.count, owner.min_ts, owner.max_ts) != (meta.count, meta.min_ts, meta.max_ts)
-        {
-            return Err(err(format!("shared timestamps at offset {owner_offset} do not fit: {owner:?}")));
-        }
+        let shape = (meta.count, meta.min_ts, meta.max_ts);
+        let key = (self.id, owner_offset);
         let ts_start = ts_out.len();
-        codec::decode_ts(owner.codec, owner_body, count, ts_out)
-            .map_err(|e| err(format!("shared timestamps at offset {owner_offset}: {}", e.message)))?;
+        match memo.and_then(|m| m.get(key)) {
+            Some((owner_shape, ts)) => {
+                if owner_shape != shape {
+                    return Err(err(format!("shared timestamps at offset {owner_offset} do not fit: {owner_shape:?}")));
+                }
+                ts_out.extend_from_slice(&ts);
+            }
+            None => {
+                let (owner, owner_body) = self
+                    .record(owner_offset)
+                    .map_err(|m| err(format!("shared timestamps at offset {owner_offset}: {m}")))?;
+                if owner.codec >> 4 == codec::TS_SHARED || (owner.count, owner.min_ts, owner.max_ts) != shape {
+                    return Err(err(format!("shared timestamps at offset {owner_offset} do not fit: {owner:?}")));
+                }
+                codec::decode_ts(owner.codec, owner_body, count, ts_out)
+                    .map_err(|e| err(format!("shared timestamps at offset {owner_offset}: {}", e.message)))?;
+                if let Some(m) = memo {
+                    m.put(key, shape, &ts_out[ts_start..]);
+                }
+            }
+        }
         if let Err(e) = codec::decode_values(meta.codec, body, count, vals_out) {
             ts_out.truncate(ts_start);
             return Err(err(e.message));

@@ -8,7 +8,7 @@
 
 use super::bits::{get_varint, put_varint};
 use super::packed::{decode_packed_ints, encode_packed_ints};
-use super::pcodec::{pco_compress, pco_decompress};
+use super::pcodec::{pco_compress, pco_decompress_into};
 use super::VAL_DEC_PACKED;
 use crate::error::{Error, Result};
 use pco::DeltaSpec;
@@ -166,18 +166,29 @@ pub(super) fn decode_decimal(
         exceptions.push((idx as usize, u64::from_le_bytes(raw.try_into().unwrap())));
     }
     let rest = &val_data[pos..];
-    let mantissas = if val_enc == VAL_DEC_PACKED {
-        let mut m = Vec::with_capacity(count);
-        decode_packed_ints(rest, count, &mut m)?;
-        m
-    } else {
-        pco_decompress::<i64>(rest, count, "decimal values")?
-    };
-    let start = vals_out.len();
-    vals_out.extend(mantissas.iter().map(|&m| from_mantissa(m, scale)));
-    for (i, bits) in exceptions {
-        vals_out[start + i] = f64::from_bits(bits);
+    // The mantissas go through a per-thread scratch buffer: a query decodes thousands of
+    // chunks, and a fresh vector each time is an allocation plus page faults.
+    thread_local! {
+        static MANTISSAS: std::cell::RefCell<Vec<i64>> = const { std::cell::RefCell::new(Vec::new()) };
     }
+    MANTISSAS.with(|cell| -> Result<()> {
+        let mut m = cell.borrow_mut();
+        m.clear();
+        if val_enc == VAL_DEC_PACKED {
+            decode_packed_ints(rest, count, &mut m)?;
+        } else {
+            pco_decompress_into::<i64>(rest, count, "decimal values", &mut m)?;
+        }
+        let start = vals_out.len();
+        vals_out.extend(m.iter().map(|&m| from_mantissa(m, scale)));
+        for &(i, bits) in &exceptions {
+            vals_out[start + i] = f64::from_bits(bits);
+        }
+        if m.capacity() > 1 << 16 {
+            *m = Vec::new();
+        }
+        Ok(())
+    })?;
     Ok(())
 }
 

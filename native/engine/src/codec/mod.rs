@@ -38,7 +38,7 @@ pub(crate) use bits::{unzigzag, zigzag};
 use decimal::{decode_decimal, encode_decimal, min_scale};
 use gorilla::{decode_gorilla, encode_gorilla};
 use pco::DeltaSpec;
-use pcodec::{pco_compress, pco_decompress};
+use pcodec::{pco_compress, pco_decompress_into};
 use timestamps::{decode_ts_dod, encode_ts_dod};
 
 /// Empty run: no body.
@@ -395,8 +395,7 @@ fn decode_ts_section(ts_enc: u8, ts_data: &[u8], count: usize, ts_out: &mut Vec<
             decode_ts_dod(ts_data, count, ts_out)
         }
         TS_PCO => {
-            ts_out.extend_from_slice(&pco_decompress::<i64>(ts_data, count, "timestamps")?);
-            Ok(())
+            pco_decompress_into::<i64>(ts_data, count, "timestamps", ts_out)
         }
         TS_SHARED => Err(Error::corrupt("codec: timestamps are stored in another chunk (shared)")),
         t => Err(Error::corrupt(format!("codec: unknown timestamp encoding {t}"))),
@@ -411,8 +410,7 @@ fn decode_val_section(val_enc: u8, val_data: &[u8], count: usize, vals_out: &mut
         }
         VAL_DEC_PACKED | VAL_DEC_PCO => decode_decimal(val_data, val_enc, count, vals_out),
         VAL_PCO_F64 => {
-            vals_out.extend_from_slice(&pco_decompress::<f64>(val_data, count, "values")?);
-            Ok(())
+            pco_decompress_into::<f64>(val_data, count, "values", vals_out)
         }
         v => Err(Error::corrupt(format!("codec: unknown value encoding {v}"))),
     }

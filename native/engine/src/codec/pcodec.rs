@@ -33,23 +33,40 @@ pub(super) fn pco_compress_cfg<T: pco::data_types::Number>(nums: &[T], config: C
 }
 
 pub(super) fn pco_decompress<T: pco::data_types::Number>(src: &[u8], n: usize, what: &str) -> Result<Vec<T>> {
+    let mut out = Vec::new();
+    pco_decompress_into(src, n, what, &mut out)?;
+    Ok(out)
+}
+
+/// Decodes `n` numbers onto the end of `out` (no intermediate buffer); on error `out` is
+/// left as it was.
+pub(super) fn pco_decompress_into<T: pco::data_types::Number>(
+    src: &[u8],
+    n: usize,
+    what: &str,
+    out: &mut Vec<T>,
+) -> Result<()> {
     let corrupt = |e: String| Error::corrupt(format!("codec: {what}: pco: {e}"));
+    let start = out.len();
+    out.resize(start + n, T::default());
+    let dst = &mut out[start..];
     // pco reports malformed input as errors; the unwind guard is a second line of defence
     // so a bug in a dependency cannot take the VM down with it.
-    let res = std::panic::catch_unwind(|| -> std::result::Result<Vec<T>, String> {
+    let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> std::result::Result<(), String> {
         let (fd, rest) = FileDecompressor::new(src).map_err(|e| e.to_string())?;
         let (mut cd, rest) = fd.chunk_decompressor::<T, _>(rest).map_err(|e| e.to_string())?;
         let mut pd = cd.page_decompressor(rest, n).map_err(|e| e.to_string())?;
-        let mut dst = vec![T::default(); n];
-        let progress = pd.read(&mut dst).map_err(|e| e.to_string())?;
+        let progress = pd.read(dst).map_err(|e| e.to_string())?;
         if progress.n_processed != n {
             return Err(format!("decoded {} of {} numbers", progress.n_processed, n));
         }
-        Ok(dst)
-    });
-    match res {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(corrupt(e)),
-        Err(_) => Err(corrupt("decoder panicked on malformed input".to_string())),
-    }
+        Ok(())
+    }));
+    let res = match res {
+        Ok(Ok(())) => return Ok(()),
+        Ok(Err(e)) => corrupt(e),
+        Err(_) => corrupt("decoder panicked on malformed input".to_string()),
+    };
+    out.truncate(start);
+    Err(res)
 }

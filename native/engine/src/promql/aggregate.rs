@@ -3,13 +3,16 @@
 
 use std::collections::HashMap;
 
+use rayon::prelude::*;
+
 use super::eval::Evaluator;
 use super::expr::{AggOp, Grouping};
 use super::functions::kahan_inc;
-use super::quantile::quantile;
+use super::quantile::quantile_in_place;
 use super::value::{format_float, go_quote, set, Grid, Labels, Series, Value, NAME};
 use super::exec_err;
 use crate::error::{Error, Result};
+use crate::store::pool;
 
 /// The labels a series contributes to its group.
 fn group_labels(labels: &Labels, grouping: &Grouping) -> Labels {
@@ -63,8 +66,8 @@ pub fn aggregate(
             Some(Value::String(label)) => count_values(&label, input, grouping, g),
             _ => Err(Error::bad_input("count_values needs a string parameter")),
         },
-        _ => {
-            let q = if op == AggOp::Quantile { scalar_param(param, op)? } else { vec![] };
+        AggOp::Quantile => {
+            let q = scalar_param(param, op)?;
             let mut out = Vec::new();
             let mut buf = Vec::new();
             for (labels, members) in groups(&input, grouping) {
@@ -72,68 +75,108 @@ pub fn aggregate(
                     .map(|i| {
                         buf.clear();
                         buf.extend(members.iter().filter_map(|&m| input[m].vals[i]));
-                        if buf.is_empty() {
-                            None
-                        } else {
-                            Some(fold(op, &buf, q.get(i).copied().unwrap_or(f64::NAN)))
-                        }
+                        (!buf.is_empty()).then(|| quantile_in_place(q[i], &mut buf))
                     })
                     .collect();
                 out.push(Series { labels, vals });
             }
             Ok(out)
         }
+        _ => Ok(groups(&input, grouping)
+            .into_iter()
+            .map(|(labels, members)| Series { labels, vals: fold_group(op, &input, &members, g.len) })
+            .collect()),
     }
 }
 
-/// One group at one step (values in input order, at least one).
-fn fold(op: AggOp, vals: &[f64], q: f64) -> f64 {
-    let first = vals[0];
-    match op {
-        AggOp::Sum => {
-            let (mut sum, mut c) = (first, 0.0);
-            for &v in &vals[1..] {
-                (sum, c) = kahan_inc(v, sum, c);
-            }
-            sum + c
-        }
-        AggOp::Avg => {
-            let (mut mean, mut count) = (first, 1.0);
-            for &f in &vals[1..] {
-                count += 1.0;
-                if mean.is_infinite() {
-                    if f.is_infinite() && (mean > 0.0) == (f > 0.0) {
-                        continue;
-                    }
-                    if !f.is_infinite() && !f.is_nan() {
-                        continue;
+/// Steps per parallel task of [`fold_group`].
+const STEPS_PER_TASK: usize = 256;
+
+/// Folds a group's members step by step, series-major: each member's values are walked
+/// once, front to back, into one accumulator per step (in member order, so every step
+/// sees its values in input order, as Prometheus folds them). Blocks of steps run in
+/// parallel.
+fn fold_group(op: AggOp, input: &[Series], members: &[usize], steps: usize) -> Vec<Option<f64>> {
+    let mut acc = vec![Acc::default(); steps];
+    pool().install(|| {
+        acc.par_chunks_mut(STEPS_PER_TASK).enumerate().for_each(|(block, accs)| {
+            let base = block * STEPS_PER_TASK;
+            for &m in members {
+                let vals = &input[m].vals[base..base + accs.len()];
+                for (a, v) in accs.iter_mut().zip(vals) {
+                    if let Some(v) = *v {
+                        a.add(op, v);
                     }
                 }
-                mean += f / count - mean / count;
             }
-            mean
+        })
+    });
+    acc.into_iter().map(|a| a.result(op)).collect()
+}
+
+/// Running state of one group at one step: `n` values seen; `a`, `b`, `c` per operator
+/// (sum: Kahan sum and compensation; avg: mean; min/max: the extreme; stddev/stdvar:
+/// Welford's mean and sum of squared deviations).
+#[derive(Clone, Copy, Default)]
+struct Acc {
+    n: f64,
+    a: f64,
+    b: f64,
+}
+
+impl Acc {
+    #[inline]
+    fn add(&mut self, op: AggOp, f: f64) {
+        if self.n == 0.0 {
+            *self = Acc { n: 1.0, a: f, b: 0.0 };
+            return;
         }
-        AggOp::Count => vals.len() as f64,
-        AggOp::Group => 1.0,
-        AggOp::Max => vals[1..].iter().fold(first, |m, &f| if m < f || m.is_nan() { f } else { m }),
-        AggOp::Min => vals[1..].iter().fold(first, |m, &f| if m > f || m.is_nan() { f } else { m }),
-        AggOp::Stddev | AggOp::Stdvar => {
-            let (mut count, mut mean, mut acc) = (1.0, first, 0.0);
-            for &f in &vals[1..] {
-                count += 1.0;
-                let delta = f - mean;
-                mean += delta / count;
-                acc += delta * (f - mean);
+        self.n += 1.0;
+        match op {
+            AggOp::Sum => (self.a, self.b) = kahan_inc(f, self.a, self.b),
+            AggOp::Avg => {
+                let (mean, count) = (self.a, self.n);
+                if mean.is_infinite() {
+                    if f.is_infinite() && (mean > 0.0) == (f > 0.0) {
+                        return;
+                    }
+                    if !f.is_infinite() && !f.is_nan() {
+                        return;
+                    }
+                }
+                self.a = mean + (f / count - mean / count);
             }
-            let var = acc / count;
-            if op == AggOp::Stddev {
-                var.sqrt()
-            } else {
-                var
+            AggOp::Max => {
+                if self.a < f || self.a.is_nan() {
+                    self.a = f
+                }
             }
+            AggOp::Min => {
+                if self.a > f || self.a.is_nan() {
+                    self.a = f
+                }
+            }
+            AggOp::Stddev | AggOp::Stdvar => {
+                let delta = f - self.a;
+                self.a += delta / self.n;
+                self.b += delta * (f - self.a);
+            }
+            _ => {}
         }
-        AggOp::Quantile => quantile(q, vals.to_vec()),
-        AggOp::Topk | AggOp::Bottomk | AggOp::CountValues => f64::NAN,
+    }
+
+    fn result(self, op: AggOp) -> Option<f64> {
+        if self.n == 0.0 {
+            return None;
+        }
+        Some(match op {
+            AggOp::Sum => self.a + self.b,
+            AggOp::Count => self.n,
+            AggOp::Group => 1.0,
+            AggOp::Stddev => (self.b / self.n).sqrt(),
+            AggOp::Stdvar => self.b / self.n,
+            _ => self.a,
+        })
     }
 }
 

@@ -8,6 +8,11 @@ use super::value::{drop_name, get, Labels, Series};
 /// The φ-quantile of `values` with linear interpolation between ranks.
 /// NaN for no values or NaN φ; -Inf below 0, +Inf above 1.
 pub fn quantile(q: f64, mut values: Vec<f64>) -> f64 {
+    quantile_in_place(q, &mut values)
+}
+
+/// [`quantile`] over a buffer it may reorder.
+pub fn quantile_in_place(q: f64, values: &mut [f64]) -> f64 {
     if values.is_empty() || q.is_nan() {
         return f64::NAN;
     }
@@ -17,19 +22,37 @@ pub fn quantile(q: f64, mut values: Vec<f64>) -> f64 {
     if q > 1.0 {
         return f64::INFINITY;
     }
-    // Prometheus sorts NaN first.
-    values.sort_by(|a, b| match (a.is_nan(), b.is_nan()) {
-        (true, true) => std::cmp::Ordering::Equal,
-        (true, false) => std::cmp::Ordering::Less,
-        (false, true) => std::cmp::Ordering::Greater,
-        _ => a.partial_cmp(b).unwrap(),
-    });
+    // Prometheus sorts NaN first; the rest in numeric order (-0 and 0 are equal, so
+    // either may come first: they give the same result).
+    let mut nans = 0;
+    for i in 0..values.len() {
+        if values[i].is_nan() {
+            values.swap(i, nans);
+            nans += 1;
+        }
+    }
     let n = values.len() as f64;
     let rank = q * (n - 1.0);
-    let lower = rank.floor().max(0.0);
-    let upper = (lower + 1.0).min(n - 1.0);
+    let lower = rank.floor().max(0.0) as usize;
+    let upper = (lower + 1).min(values.len() - 1);
     let weight = rank - rank.floor();
-    values[lower as usize] * (1.0 - weight) + values[upper as usize] * weight
+    let at = |values: &mut [f64], k: usize| -> f64 {
+        if k < nans {
+            return f64::NAN;
+        }
+        let rest = &mut values[nans..];
+        *rest.select_nth_unstable_by(k - nans, f64::total_cmp).1
+    };
+    let lo = at(values, lower);
+    let hi = if upper == lower {
+        lo
+    } else if lower >= nans {
+        // After selecting `lower`, everything right of it is >= it: the next rank is their minimum.
+        values[lower + 1..].iter().copied().fold(f64::INFINITY, f64::min)
+    } else {
+        at(values, upper)
+    };
+    lo * (1.0 - weight) + hi * weight
 }
 
 /// Prometheus's `bucketQuantile` over `(upper bound, cumulative count)` pairs.

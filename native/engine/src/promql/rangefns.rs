@@ -4,7 +4,7 @@
 use rayon::prelude::*;
 
 use super::eval::{collide_strict, Evaluator};
-use super::quantile::quantile;
+use super::quantile::{quantile, quantile_in_place};
 use super::value::{drop_name, RangeArg, Series, Sweep};
 use super::{exec_err, functions::kahan_inc};
 use crate::error::Result;
@@ -19,7 +19,7 @@ struct Step {
     /// The step's evaluation time.
     eval_t: i64,
     /// The scalar arguments at this step, in argument order.
-    scalars: Vec<f64>,
+    scalars: [f64; 2],
     /// The whole series never decreases (so no window has a counter reset).
     monotonic: bool,
 }
@@ -64,7 +64,7 @@ fn kernel(func: &str) -> Option<Kernel> {
         "present_over_time" => |_, _, _| Ok(Some(1.0)),
         "stddev_over_time" => |_, v, _| Ok(Some(stdvar(v).sqrt())),
         "stdvar_over_time" => |_, v, _| Ok(Some(stdvar(v))),
-        "quantile_over_time" => |_, v, s| Ok(Some(quantile(s.scalars[0], v.to_vec()))),
+        "quantile_over_time" => |_, v, s| Ok(Some(quantile_of(s.scalars[0], v))),
         "mad_over_time" => |_, v, _| {
             let median = quantile(0.5, v.to_vec());
             Ok(Some(quantile(0.5, v.iter().map(|x| (x - median).abs()).collect())))
@@ -107,7 +107,7 @@ pub fn call(ev: &Evaluator, func: &str, arg: &RangeArg, scalars: &[Vec<f64>], ev
                         range_end: end,
                         range: arg.range,
                         eval_t: evals[i],
-                        scalars: scalars.iter().map(|s| s[i]).collect(),
+                        scalars: [scalars.first().map_or(f64::NAN, |s| s[i]), scalars.get(1).map_or(f64::NAN, |s| s[i])],
                         monotonic,
                     };
                     vals.push(k(&p.ts[a..b], &p.vals[a..b], &step)?);
@@ -249,7 +249,20 @@ fn holt_winters(vals: &[f64], sf: f64, tf: f64) -> Result<Option<f64>> {
     Ok(Some(s1))
 }
 
+/// The mean of a window. A compensated sum divided by the count, unless the sum
+/// overflows; then Prometheus's incremental mean, which does not (Prometheus 3 does the
+/// same; both agree with 2.x's always-incremental mean to the last bit or two).
 fn avg(vals: &[f64]) -> f64 {
+    let (mut sum, mut c) = (0.0f64, 0.0f64);
+    for &f in vals {
+        (sum, c) = kahan_inc(f, sum, c);
+    }
+    if sum.is_finite() {
+        return (sum + c) / vals.len() as f64;
+    }
+    if sum.is_nan() && vals.iter().all(|f| f.is_finite() || f.is_nan()) {
+        return f64::NAN;
+    }
     let (mut mean, mut c, mut count) = (0.0f64, 0.0, 0.0);
     for &f in vals {
         count += 1.0;
@@ -268,6 +281,20 @@ fn avg(vals: &[f64]) -> f64 {
     } else {
         mean + c
     }
+}
+
+/// [`quantile`] of a window, through a per-thread scratch buffer (one per step would
+/// be an allocation per step and series).
+fn quantile_of(q: f64, vals: &[f64]) -> f64 {
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<Vec<f64>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    SCRATCH.with(|cell| {
+        let mut buf = cell.borrow_mut();
+        buf.clear();
+        buf.extend_from_slice(vals);
+        quantile_in_place(q, &mut buf)
+    })
 }
 
 fn stdvar(vals: &[f64]) -> f64 {

@@ -14,6 +14,7 @@ use super::expr::Selector;
 use super::value::{Grid, Labels, Points, RangeArg, Series, Sweep};
 use crate::error::Result;
 use crate::series::MatchOp;
+use crate::chunk::TsMemo;
 use crate::store::pool;
 use crate::STALE_NAN_BITS;
 
@@ -26,21 +27,31 @@ fn is_stale(v: f64) -> bool {
     v.to_bits() == STALE_NAN_BITS
 }
 
-/// Every series matching the selector with its points in `[from, to]`.
-fn fetch(ev: &Evaluator, sel: &Selector, from: i64, to: i64) -> Result<Vec<Points>> {
+/// Every series matching the selector with its points in `[from, to]`, each handed to
+/// `f` as soon as it is read (in parallel; the raw points of all series are never held
+/// at once unless `f` keeps them). Results keep the series order.
+fn fetch_each<T: Send>(
+    ev: &Evaluator,
+    sel: &Selector,
+    from: i64,
+    to: i64,
+    f: impl Fn(Points) -> Option<T> + Sync,
+) -> Result<Vec<T>> {
     let ids = ev.store.select(&sel.matchers, Some((from, to)));
-    let rows = ev.store.read_many(&ids, from, to);
-    let loaded: usize = rows.iter().map(|r| r.1.len()).sum();
-    ev.account(loaded)?;
-    ev.check_deadline()?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|(id, ts, vals)| {
-            let labels = ev.store.series_labels(id)?;
-            let labels: Labels = labels.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
-            Some(Points { labels, ts, vals })
-        })
-        .collect())
+    let memo = TsMemo::default();
+    let out: Result<Vec<Option<T>>> = pool().install(|| {
+        ids.par_iter()
+            .map(|&id| {
+                ev.check_deadline()?;
+                let (ts, vals) = ev.store.read_shared(id, from, to, Some(&memo));
+                ev.account(ts.len())?;
+                let Some(labels) = ev.store.series_labels(id) else { return Ok(None) };
+                let labels: Labels = labels.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
+                Ok(f(Points { labels, ts, vals }))
+            })
+            .collect()
+    });
+    Ok(out?.into_iter().flatten().collect())
 }
 
 /// The instant vector of a selector over the grid. With `timestamps`, each value is
@@ -49,29 +60,22 @@ pub fn instant(ev: &Evaluator, sel: &Selector, g: &Grid, timestamps: bool) -> Re
     let ends = ends(sel, g);
     let (Some(&lo), Some(&hi)) = (ends.iter().min(), ends.iter().max()) else { return Ok(vec![]) };
     let lookback = ev.opts.lookback_ms;
-    let raw = fetch(ev, sel, lo - lookback, hi)?;
     let ordered = ends.windows(2).all(|w| w[0] <= w[1]);
-    let out: Vec<Series> = pool().install(|| {
-        raw.into_par_iter()
-            .map(|p| {
-                let mut sweep = Sweep::default();
-                let vals = ends
-                    .iter()
-                    .map(|&e| {
-                        // n: the number of points at or before e
-                        let n = if ordered { sweep.window(&p.ts, e, e).1 } else { p.ts.partition_point(|&t| t <= e) };
-                        if n == 0 || p.ts[n - 1] < e - lookback || is_stale(p.vals[n - 1]) {
-                            return None;
-                        }
-                        Some(if timestamps { p.ts[n - 1] as f64 / 1000.0 } else { p.vals[n - 1] })
-                    })
-                    .collect();
-                Series { labels: p.labels, vals }
+    fetch_each(ev, sel, lo - lookback, hi, |p| {
+        let mut sweep = Sweep::default();
+        let vals = ends
+            .iter()
+            .map(|&e| {
+                // n: the number of points at or before e
+                let n = if ordered { sweep.window(&p.ts, e, e).1 } else { p.ts.partition_point(|&t| t <= e) };
+                if n == 0 || p.ts[n - 1] < e - lookback || is_stale(p.vals[n - 1]) {
+                    return None;
+                }
+                Some(if timestamps { p.ts[n - 1] as f64 / 1000.0 } else { p.vals[n - 1] })
             })
-            .filter(Series::any)
-            .collect()
-    });
-    Ok(out)
+            .collect();
+        Some(Series { labels: p.labels, vals }).filter(Series::any)
+    })
 }
 
 /// The range argument of `sel[range]` over the grid.
@@ -81,16 +85,15 @@ pub fn range(ev: &Evaluator, sel: &Selector, range: i64, g: &Grid) -> Result<Ran
     let (Some(&lo), Some(&hi)) = (ends.iter().min(), ends.iter().max()) else {
         return Ok(RangeArg { series: vec![], range, ends, absent_labels });
     };
-    let mut series = fetch(ev, sel, lo - range, hi)?;
-    for p in &mut series {
+    let series = fetch_each(ev, sel, lo - range, hi, |mut p| {
         if p.vals.iter().any(|&v| is_stale(v)) {
             let (ts, vals): (Vec<i64>, Vec<f64>) =
                 p.ts.iter().zip(&p.vals).filter(|(_, v)| !is_stale(**v)).map(|(t, v)| (*t, *v)).unzip();
             p.ts = ts;
             p.vals = vals;
         }
-    }
-    series.retain(|p| !p.ts.is_empty());
+        Some(p).filter(|p| !p.ts.is_empty())
+    })?;
     Ok(RangeArg { series, range, ends, absent_labels })
 }
 

@@ -5,7 +5,7 @@ use std::sync::{Arc, OnceLock};
 
 use rayon::prelude::*;
 
-use crate::chunk::ChunkFile;
+use crate::chunk::{ChunkFile, TsMemo};
 use crate::error::{Error, Result};
 use crate::query::{self, Aggregate};
 use crate::{SeriesId, Timestamp};
@@ -31,16 +31,40 @@ impl Store {
     /// keeping only points in `[from, to]`.
     pub(super) fn decode_chunks(
         &self,
-        mut chunks: Vec<(ChunkRef, Arc<ChunkFile>)>,
+        chunks: Vec<(ChunkRef, Arc<ChunkFile>)>,
         from: Timestamp,
         to: Timestamp,
     ) -> (Vec<Timestamp>, Vec<f64>) {
+        self.decode_chunks_shared(chunks, from, to, None)
+    }
+
+    fn decode_chunks_shared(
+        &self,
+        mut chunks: Vec<(ChunkRef, Arc<ChunkFile>)>,
+        from: Timestamp,
+        to: Timestamp,
+        memo: Option<&TsMemo>,
+    ) -> (Vec<Timestamp>, Vec<f64>) {
+        chunks.sort_by_key(|(r, _)| (r.meta.min_ts, r.file_id));
+        // The usual case after a merge: chunks that follow each other in time. They are
+        // decoded straight into one pair of vectors, trimmed once.
+        if chunks.windows(2).all(|w| w[0].0.meta.max_ts < w[1].0.meta.min_ts) {
+            let total: usize = chunks.iter().map(|(r, _)| r.meta.count as usize).sum();
+            let (mut ts, mut vals) = (Vec::with_capacity(total), Vec::with_capacity(total));
+            for (r, file) in &chunks {
+                if let Err(e) = file.read_shared(&r.meta, &mut ts, &mut vals, memo) {
+                    self.warn(format!("skipped a chunk of series {}: {}", r.meta.series_id, e.message));
+                }
+            }
+            trim(&mut ts, &mut vals, from, to);
+            return (ts, vals);
+        }
         chunks.sort_by_key(|(r, _)| (r.file_id, r.meta.min_ts));
         let mut sources = Vec::with_capacity(chunks.len());
         for (r, file) in chunks {
             let mut ts = Vec::with_capacity(r.meta.count as usize);
             let mut vals = Vec::with_capacity(r.meta.count as usize);
-            match file.read(&r.meta, &mut ts, &mut vals) {
+            match file.read_shared(&r.meta, &mut ts, &mut vals, memo) {
                 Ok(()) => {
                     trim(&mut ts, &mut vals, from, to);
                     sources.push((ts, vals));
@@ -53,6 +77,12 @@ impl Store {
 
     /// Points of one series in `[from, to]`, sorted, one per timestamp.
     pub fn read(&self, id: SeriesId, from: Timestamp, to: Timestamp) -> (Vec<Timestamp>, Vec<f64>) {
+        self.read_shared(id, from, to, None)
+    }
+
+    /// [`read`](Self::read) for one of many series read together: timestamp columns
+    /// shared between chunks are decoded once per `memo`.
+    pub fn read_shared(&self, id: SeriesId, from: Timestamp, to: Timestamp, memo: Option<&TsMemo>) -> (Vec<Timestamp>, Vec<f64>) {
         // Head first, then the view: see the module docs.
         let head = self.head.read(id, from, to);
         let (chunks, frozen) = {
@@ -62,7 +92,7 @@ impl Store {
             frozen.sort_by_key(|f| f.seq);
             (view.chunks_of(id, from, to), frozen)
         };
-        let mut sources = vec![self.decode_chunks(chunks, from, to)];
+        let mut sources = vec![self.decode_chunks_shared(chunks, from, to, memo)];
         for f in frozen {
             let (ts, vals) = &f.series[&id];
             let (mut t, mut v) = (ts.clone(), vals.clone());
@@ -75,10 +105,11 @@ impl Store {
 
     /// `read` for many series at once, in parallel.
     pub fn read_many(&self, ids: &[SeriesId], from: Timestamp, to: Timestamp) -> Vec<(SeriesId, Vec<Timestamp>, Vec<f64>)> {
+        let memo = TsMemo::default();
         pool().install(|| {
             ids.par_iter()
                 .map(|&id| {
-                    let (t, v) = self.read(id, from, to);
+                    let (t, v) = self.read_shared(id, from, to, Some(&memo));
                     (id, t, v)
                 })
                 .collect()
