@@ -277,6 +277,18 @@ pub fn go_float(out: &mut Vec<u8>, v: f64) {
             out.push(b'-');
         }
         uint(out, v.abs() as u64);
+    } else if let Some(m) = thousandths(v) {
+        // Sample values are mostly short decimals (45.3, 0.25): their digits are
+        // those of an integer number of thousandths, no shortest-digits search needed.
+        if v < 0.0 {
+            out.push(b'-');
+        }
+        let m = m.unsigned_abs();
+        uint(out, m / 1000);
+        let frac = m % 1000;
+        let digits = [b'.', b'0' + (frac / 100) as u8, b'0' + (frac / 10 % 10) as u8, b'0' + (frac % 10) as u8];
+        let keep = if frac % 100 == 0 { 2 } else if frac % 10 == 0 { 3 } else { 4 };
+        out.extend_from_slice(&digits[..keep]);
     } else {
         let mut ryu = ryu::Buffer::new();
         let text = ryu.format_finite(v).as_bytes();
@@ -305,6 +317,19 @@ pub fn go_float(out: &mut Vec<u8>, v: f64) {
             out.extend_from_slice(&digits[d.point as usize..]);
         }
     }
+}
+
+/// `v` as a whole number of thousandths, when that is exact and `v` is not a whole
+/// number: `m / 1000` then reads back as `v`, and no decimal with fewer digits does
+/// (below 1e9 two such decimals are further apart than `v`'s neighbours), so the
+/// digits of `m` are the shortest ones.
+#[inline]
+fn thousandths(v: f64) -> Option<i64> {
+    if !(v.abs() < 1e9) {
+        return None;
+    }
+    let m = (v * 1000.0).round();
+    (m / 1000.0 == v && m % 1000.0 != 0.0).then_some(m as i64)
 }
 
 /// Go's `strconv.FormatFloat(v, 'e', -1, 64)` of a finite non-zero `v`:
@@ -481,6 +506,40 @@ mod tests {
             (f64::NEG_INFINITY, "-Inf"),
         ] {
             assert_eq!(s(|o| go_float(o, v)), want, "{v:?}");
+        }
+    }
+
+    /// The shortest fixed-form digits by Ryū alone, for comparing with the fast paths.
+    fn ryu_fixed(v: f64) -> String {
+        let mut b = ryu::Buffer::new();
+        let t = b.format_finite(v);
+        t.strip_suffix(".0").unwrap_or(t).to_string()
+    }
+
+    #[test]
+    fn go_float_short_decimals_match_shortest_digits() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for i in 0..200_000 {
+            let r = next();
+            // short decimals of every magnitude up to 1e9, and arbitrary doubles
+            let v = match i % 3 {
+                0 => (r % 2_000_000_000_000) as f64 / 1000.0 - 1e9,
+                1 => (r % 100_000) as f64 / [10.0, 100.0, 1000.0][(r % 3) as usize],
+                _ => f64::from_bits(r >> 2) * if r & 1 == 0 { 1.0 } else { -1.0 },
+            };
+            if !v.is_finite() || v == 0.0 || v.abs() < 1e-5 || v.abs() >= 1e15 {
+                continue;
+            }
+            assert_eq!(s(|o| go_float(o, v)), ryu_fixed(v), "{v:?} ({:#x})", v.to_bits());
+        }
+        for (v, want) in [(45.3, "45.3"), (-0.05, "-0.05"), (999999999.999, "999999999.999"), (0.001, "0.001")] {
+            assert_eq!(s(|o| go_float(o, v)), want);
         }
     }
 

@@ -5,7 +5,7 @@ use rayon::prelude::*;
 
 use super::eval::{collide_strict, Evaluator};
 use super::quantile::{quantile, quantile_in_place};
-use super::value::{drop_name, RangeArg, Series, Sweep};
+use super::value::{drop_name, Points, RangeArg, Series, Sweep};
 use super::{exec_err, functions::kahan_inc};
 use crate::error::Result;
 use crate::store::pool;
@@ -73,50 +73,87 @@ fn kernel(func: &str) -> Option<Kernel> {
     })
 }
 
+/// A range function ready to run over one series at a time.
+pub struct RangeFn<'a> {
+    kernel: Kernel,
+    keep_name: bool,
+    counter_fn: bool,
+    /// Window ends ascend with the steps (no `@`): windows are found by a forward sweep.
+    ordered: bool,
+    range: i64,
+    ends: &'a [i64],
+    scalars: &'a [Vec<f64>],
+    evals: &'a [i64],
+}
+
+impl<'a> RangeFn<'a> {
+    /// `func` over windows `[ends[i] - range, ends[i]]`; `scalars` are the other
+    /// arguments per step, `evals` the step times. Fails for an unknown function and
+    /// for `absent_over_time` (which looks at all series together: [`call`]).
+    pub fn new(func: &str, range: i64, ends: &'a [i64], scalars: &'a [Vec<f64>], evals: &'a [i64]) -> Result<Self> {
+        let Some(kernel) = kernel(func) else {
+            return Err(exec_err(format!("function {func} is not supported yet")));
+        };
+        Ok(RangeFn {
+            kernel,
+            keep_name: func == "last_over_time",
+            counter_fn: matches!(func, "rate" | "increase"),
+            ordered: ends.windows(2).all(|w| w[0] <= w[1]),
+            range,
+            ends,
+            scalars,
+            evals,
+        })
+    }
+
+    /// The function's value at every step for one series.
+    pub fn series(&self, p: &Points) -> Result<Series> {
+        let mut vals = Vec::with_capacity(self.ends.len());
+        let mut sweep = Sweep::default();
+        let monotonic = self.counter_fn && p.vals.windows(2).all(|w| w[1] >= w[0]);
+        for (i, &end) in self.ends.iter().enumerate() {
+            let (a, b) = if self.ordered {
+                sweep.window(&p.ts, end - self.range, end)
+            } else {
+                p.window(end - self.range, end)
+            };
+            if a == b {
+                vals.push(None);
+                continue;
+            }
+            let step = Step {
+                range_start: end - self.range,
+                range_end: end,
+                range: self.range,
+                eval_t: self.evals[i],
+                scalars: [
+                    self.scalars.first().map_or(f64::NAN, |s| s[i]),
+                    self.scalars.get(1).map_or(f64::NAN, |s| s[i]),
+                ],
+                monotonic,
+            };
+            vals.push((self.kernel)(&p.ts[a..b], &p.vals[a..b], &step)?);
+        }
+        let mut labels = p.labels.clone();
+        if !self.keep_name {
+            drop_name(&mut labels);
+        }
+        Ok(Series { labels, vals })
+    }
+}
+
 /// Evaluates `func` over a range argument; `scalars` are the other arguments per step.
 pub fn call(ev: &Evaluator, func: &str, arg: &RangeArg, scalars: &[Vec<f64>], evals: &[i64]) -> Result<Vec<Series>> {
     if func == "absent_over_time" {
         return Ok(absent_over_time(arg));
     }
-    let Some(k) = kernel(func) else {
-        return Err(exec_err(format!("function {func} is not supported yet")));
-    };
-    let keep_name = func == "last_over_time";
-    let ordered = arg.ends.windows(2).all(|w| w[0] <= w[1]);
-    let counter_fn = matches!(func, "rate" | "increase");
+    let f = RangeFn::new(func, arg.range, &arg.ends, scalars, evals)?;
     let out: Result<Vec<Series>> = pool().install(|| {
         arg.series
             .par_iter()
             .map(|p| {
                 ev.check_deadline()?;
-                let mut vals = Vec::with_capacity(arg.ends.len());
-                let mut sweep = Sweep::default();
-                let monotonic = counter_fn && p.vals.windows(2).all(|w| w[1] >= w[0]);
-                for (i, &end) in arg.ends.iter().enumerate() {
-                    let (a, b) = if ordered {
-                        sweep.window(&p.ts, end - arg.range, end)
-                    } else {
-                        p.window(end - arg.range, end)
-                    };
-                    if a == b {
-                        vals.push(None);
-                        continue;
-                    }
-                    let step = Step {
-                        range_start: end - arg.range,
-                        range_end: end,
-                        range: arg.range,
-                        eval_t: evals[i],
-                        scalars: [scalars.first().map_or(f64::NAN, |s| s[i]), scalars.get(1).map_or(f64::NAN, |s| s[i])],
-                        monotonic,
-                    };
-                    vals.push(k(&p.ts[a..b], &p.vals[a..b], &step)?);
-                }
-                let mut labels = p.labels.clone();
-                if !keep_name {
-                    drop_name(&mut labels);
-                }
-                Ok(Series { labels, vals })
+                f.series(p)
             })
             .collect()
     });

@@ -10,6 +10,7 @@
 use rayon::prelude::*;
 
 use super::eval::Evaluator;
+use super::rangefns::RangeFn;
 use super::expr::Selector;
 use super::value::{Grid, Labels, Points, RangeArg, Series, Sweep};
 use crate::error::Result;
@@ -35,7 +36,7 @@ fn fetch_each<T: Send>(
     sel: &Selector,
     from: i64,
     to: i64,
-    f: impl Fn(Points) -> Option<T> + Sync,
+    f: impl Fn(Points) -> Result<Option<T>> + Sync,
 ) -> Result<Vec<T>> {
     let ids = ev.store.select(&sel.matchers, Some((from, to)));
     let memo = TsMemo::default();
@@ -47,7 +48,7 @@ fn fetch_each<T: Send>(
                 ev.account(ts.len())?;
                 let Some(labels) = ev.store.series_labels(id) else { return Ok(None) };
                 let labels: Labels = labels.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
-                Ok(f(Points { labels, ts, vals }))
+                f(Points { labels, ts, vals })
             })
             .collect()
     });
@@ -74,7 +75,7 @@ pub fn instant(ev: &Evaluator, sel: &Selector, g: &Grid, timestamps: bool) -> Re
                 Some(if timestamps { p.ts[n - 1] as f64 / 1000.0 } else { p.vals[n - 1] })
             })
             .collect();
-        Some(Series { labels: p.labels, vals }).filter(Series::any)
+        Ok(Some(Series { labels: p.labels, vals }).filter(Series::any))
     })
 }
 
@@ -85,16 +86,39 @@ pub fn range(ev: &Evaluator, sel: &Selector, range: i64, g: &Grid) -> Result<Ran
     let (Some(&lo), Some(&hi)) = (ends.iter().min(), ends.iter().max()) else {
         return Ok(RangeArg { series: vec![], range, ends, absent_labels });
     };
-    let series = fetch_each(ev, sel, lo - range, hi, |mut p| {
-        if p.vals.iter().any(|&v| is_stale(v)) {
-            let (ts, vals): (Vec<i64>, Vec<f64>) =
-                p.ts.iter().zip(&p.vals).filter(|(_, v)| !is_stale(**v)).map(|(t, v)| (*t, *v)).unzip();
-            p.ts = ts;
-            p.vals = vals;
-        }
-        Some(p).filter(|p| !p.ts.is_empty())
-    })?;
+    let series = fetch_each(ev, sel, lo - range, hi, |p| Ok(without_stale(p)))?;
     Ok(RangeArg { series, range, ends, absent_labels })
+}
+
+/// `func(sel[range])` over the grid, each series' function values computed as soon as
+/// its points are read (the raw points of all series are never held at once).
+pub fn range_call(
+    ev: &Evaluator,
+    sel: &Selector,
+    range: i64,
+    g: &Grid,
+    func: &str,
+    scalars: &[Vec<f64>],
+    evals: &[i64],
+) -> Result<Vec<Series>> {
+    let ends = ends(sel, g);
+    let (Some(&lo), Some(&hi)) = (ends.iter().min(), ends.iter().max()) else { return Ok(vec![]) };
+    let f = RangeFn::new(func, range, &ends, scalars, evals)?;
+    fetch_each(ev, sel, lo - range, hi, |p| match without_stale(p) {
+        Some(p) => f.series(&p).map(Some),
+        None => Ok(None),
+    })
+}
+
+/// The points without staleness markers (range selectors skip them); `None` if none are left.
+fn without_stale(mut p: Points) -> Option<Points> {
+    if p.vals.iter().any(|&v| is_stale(v)) {
+        let (ts, vals): (Vec<i64>, Vec<f64>) =
+            p.ts.iter().zip(&p.vals).filter(|(_, v)| !is_stale(**v)).map(|(t, v)| (*t, *v)).unzip();
+        p.ts = ts;
+        p.vals = vals;
+    }
+    Some(p).filter(|p| !p.ts.is_empty())
 }
 
 /// Labels `absent()` / `absent_over_time()` give their result: the `=` matchers,
