@@ -207,6 +207,14 @@ fn vector_vector(op: BinOp, l: Vec<Series>, r: Vec<Series>, m: &Matching, return
             let os = &one[oi];
             let labels = result_labels(&ms.labels, &os.labels, op, m, return_bool);
             let mut vals = vec![None; g.len];
+            // Per step: outputs of this match group so far (one-to-one), or whether this
+            // output label set was produced already (grouped); looked up once per pair.
+            let (mut count, mut seen) = (None, None);
+            if m.card == Card::OneToOne {
+                count = Some(matched.entry(sig.clone()).or_insert_with(|| vec![0; g.len]));
+            } else {
+                seen = Some(grouped.entry((sig.clone(), labels.clone())).or_insert_with(|| vec![false; g.len]));
+            }
             for i in 0..g.len {
                 let (Some(a), Some(b)) = (ms.vals[i], os.vals[i]) else { continue };
                 let (fl, fr) = if swapped { (b, a) } else { (a, b) };
@@ -218,16 +226,14 @@ fn vector_vector(op: BinOp, l: Vec<Series>, r: Vec<Series>, m: &Matching, return
                 if !keep {
                     continue;
                 }
-                if m.card == Card::OneToOne {
-                    let n = matched.entry(sig.clone()).or_insert_with(|| vec![0; g.len]);
+                if let Some(n) = count.as_deref_mut() {
                     n[i] += 1;
                     if n[i] > 1 {
                         return Err(exec_err(
                             "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)",
                         ));
                     }
-                } else {
-                    let seen = grouped.entry((sig.clone(), labels.clone())).or_insert_with(|| vec![false; g.len]);
+                } else if let Some(seen) = seen.as_deref_mut() {
                     if seen[i] {
                         return Err(exec_err("multiple matches for labels: grouping labels must ensure unique matches"));
                     }

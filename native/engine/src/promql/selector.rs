@@ -68,7 +68,7 @@ pub fn instant(ev: &Evaluator, sel: &Selector, g: &Grid, timestamps: bool) -> Re
             .iter()
             .map(|&e| {
                 // n: the number of points at or before e
-                let n = if ordered { sweep.window(&p.ts, e, e).1 } else { p.ts.partition_point(|&t| t <= e) };
+                let n = if ordered { sweep.upto(&p.ts, e) } else { p.ts.partition_point(|&t| t <= e) };
                 if n == 0 || p.ts[n - 1] < e - lookback || is_stale(p.vals[n - 1]) {
                     return None;
                 }

@@ -93,6 +93,16 @@ impl Sweep {
     }
 }
 
+impl Sweep {
+    /// The number of points at or before `hi`; `hi` must not be below that of the
+    /// previous call (instant lookback needs only the newest point of each window).
+    #[inline]
+    pub fn upto(&mut self, ts: &[i64], hi: i64) -> usize {
+        self.b = advance(ts, self.b, |t| t <= hi);
+        self.b
+    }
+}
+
 /// The first index from `at` on where `before` is false (`ts` partitioned by it).
 #[inline]
 fn advance(ts: &[i64], mut at: usize, before: impl Fn(i64) -> bool) -> usize {
