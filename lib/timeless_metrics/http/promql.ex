@@ -51,8 +51,8 @@ defmodule TimelessMetrics.HTTP.PromQL do
          {:ok, ast} <- parse(query),
          {:ok, engine} <- engine(config) do
       if function_exported?(engine, :instant_json, 4),
-        do: run(fn -> encoded(engine.instant_json(config.store, ast, time, opts)) end, opts),
-        else: run(fn -> engine.instant(config.store, query, time, opts) end, opts)
+        do: run(engine, fn -> encoded(engine.instant_json(config.store, ast, time, opts)) end, opts),
+        else: run(nil, fn -> engine.instant(config.store, query, time, opts) end, opts)
     end
     |> respond()
   end
@@ -72,8 +72,8 @@ defmodule TimelessMetrics.HTTP.PromQL do
          :ok <- range_type(ast),
          {:ok, engine} <- engine(config) do
       if function_exported?(engine, :range_json, 6),
-        do: run(fn -> encoded(engine.range_json(config.store, ast, start, stop, step, opts)) end, opts),
-        else: run(fn -> engine.range(config.store, query, start, stop, step, opts) end, opts)
+        do: run(engine, fn -> encoded(engine.range_json(config.store, ast, start, stop, step, opts)) end, opts),
+        else: run(nil, fn -> engine.range(config.store, query, start, stop, step, opts) end, opts)
     end
     |> respond()
   end
@@ -192,9 +192,19 @@ defmodule TimelessMetrics.HTTP.PromQL do
 
   # ------------------------------------------------------------------ running
 
-  # The engine runs in a task, so a query that overruns its timeout answers 503
-  # instead of holding the connection.
-  defp run(fun, opts) do
+  # The built-in engine bounds its own wait (the query's timeout plus a grace
+  # period, see `TimelessMetrics.PromQL`), so it runs in the connection's process.
+  # Any other engine runs in a task, so a query that overruns its timeout answers
+  # 503 instead of holding the connection.
+  defp run(TimelessMetrics.PromQL, fun, _opts) do
+    case fun.() do
+      {:ok, result} -> {:ok, result}
+      {:error, {kind, message}} when is_atom(kind) -> {:error, engine_error(kind, message)}
+      other -> {:error, {:internal, "PromQL engine returned #{inspect(other, limit: 10)}"}}
+    end
+  end
+
+  defp run(_engine, fun, opts) do
     task = Task.async(fun)
     wait = Keyword.fetch!(opts, :timeout_ms) + @grace_ms
 

@@ -18,11 +18,19 @@
 //!
 //! `promql_eval_json` evaluates the same way and answers Prometheus's JSON success
 //! body instead (`timeless_engine::promql::json`), as a list of binaries (iodata).
+//! It runs on a normal scheduler and hands evaluation to the engine's query pool:
+//! a small query's body is its return value, a longer one's comes by message (see
+//! the function).
 
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use rustler::env::OwnedEnv;
 use rustler::{Atom, Binary, Encoder, Env, NewBinary, NifResult, ResourceArc, Term};
-use timeless_engine::promql::json::{encode_response, Notes};
+use timeless_engine::promql::json::{encode_response, spawn_in_query_pool, Notes};
+use timeless_engine::{Error as EngineError, ErrorKind};
 use timeless_engine::promql::{evaluate, AggOp, BinOp, Card, EvalOptions, Expr, Grid, Grouping, Matching, QueryValue, Selector};
 use timeless_engine::series::{MatchOp, Matcher};
 
@@ -30,7 +38,7 @@ use crate::convert::{bad_input, engine_err, points_binary, tuple_elems};
 use crate::StoreRes;
 
 mod atoms {
-    rustler::atoms! { scalar, vector, matrix, string, number, ms, inf, neg_inf, nan, by, without }
+    rustler::atoms! { scalar, vector, matrix, string, number, ms, inf, neg_inf, nan, by, without, pending, internal, timeless_promql }
 }
 
 fn field<'a>(t: Term<'a>, key: &str) -> NifResult<Term<'a>> {
@@ -240,21 +248,6 @@ fn encode<'a>(env: Env<'a>, v: QueryValue) -> Term<'a> {
     }
 }
 
-/// Decode the planned AST and options, and evaluate (shared by both NIFs below).
-fn eval_terms(
-    res: &StoreRes,
-    ast: Term,
-    start: i64,
-    end: i64,
-    step: i64,
-    opts: Term,
-) -> NifResult<(QueryValue, EvalOptions)> {
-    let e = expr(ast)?;
-    let opts = options(opts);
-    let v = evaluate(&res.store, &e, start, end, step, &opts).map_err(engine_err)?;
-    Ok((v, opts))
-}
-
 /// `promql_eval(store, ast, start_ms, end_ms, step_ms, opts) -> {:scalar | :vector | :matrix | :string, data}`
 #[rustler::nif(schedule = "DirtyCpu")]
 fn promql_eval<'a>(
@@ -266,13 +259,43 @@ fn promql_eval<'a>(
     step: i64,
     opts: Term<'a>,
 ) -> NifResult<Term<'a>> {
-    let (v, _opts) = eval_terms(&res, ast, start, end, step, opts)?;
+    let e = expr(ast)?;
+    let v = evaluate(&res.store, &e, start, end, step, &options(opts)).map_err(engine_err)?;
     Ok(encode(env, v))
 }
 
-/// `promql_eval_json(store, ast, start_ms, end_ms, step_ms, opts) -> iodata`: the
-/// success body Prometheus's HTTP API sends for the query (a matrix when `opts.range`).
-#[rustler::nif(schedule = "DirtyCpu")]
+/// How long `promql_eval_json` waits on its (normal) scheduler for the pool to
+/// answer. A small query is answered within it; a longer one is answered by message.
+const SYNC_WAIT: Duration = Duration::from_micros(300);
+
+/// Tags of answers sent by message, unique within the VM.
+static NEXT_TAG: AtomicU64 = AtomicU64::new(1);
+
+/// Where the pool job leaves its answer for a NIF still waiting.
+enum Slot {
+    Waiting,
+    Done(Result<Vec<Vec<u8>>, timeless_engine::Error>),
+    /// The NIF returned `{:pending, tag}`: the job sends its answer by message.
+    GaveUp,
+}
+
+struct Handoff {
+    slot: Mutex<Slot>,
+    ready: Condvar,
+}
+
+/// `promql_eval_json(store, ast, start_ms, end_ms, step_ms, opts)`: Prometheus's
+/// JSON success body for the query (a matrix when `opts.range`), as a list of
+/// binaries, or `{:error, {kind, message}}`, or `{:pending, tag}`.
+///
+/// Runs on a normal scheduler: it decodes the AST, queues evaluation and encoding
+/// as one job on the engine's query pool (one thread hand-off per query, no dirty
+/// scheduler) and waits up to `SYNC_WAIT` for it. When the job takes longer, the
+/// NIF returns `{:pending, tag}` and the job sends
+/// `{:timeless_promql, tag, body | {:error, {kind, message}}}` to the calling
+/// process when it is done. The scheduler is never held longer than the wait, however
+/// large the query or busy the pool; `opts.timeout_ms` still bounds the evaluation.
+#[rustler::nif]
 fn promql_eval_json<'a>(
     env: Env<'a>,
     res: ResourceArc<StoreRes>,
@@ -281,16 +304,67 @@ fn promql_eval_json<'a>(
     end: i64,
     step: i64,
     opts: Term<'a>,
-) -> NifResult<Vec<Binary<'a>>> {
-    let (v, opts) = eval_terms(&res, ast, start, end, step, opts)?;
-    let chunks = encode_response(&v, &Grid::new(start, end, step), opts.range_query, &Notes::default());
-    drop(v);
-    Ok(chunks
-        .into_iter()
-        .map(|c| {
-            let mut bin = NewBinary::new(env, c.len());
-            bin.as_mut_slice().copy_from_slice(&c);
-            bin.into()
-        })
-        .collect())
+) -> NifResult<Term<'a>> {
+    let started = Instant::now();
+    let e = expr(ast)?;
+    let opts = options(opts);
+    let store = Arc::clone(&res.store);
+    let pid = env.pid();
+    let tag = NEXT_TAG.fetch_add(1, Ordering::Relaxed);
+    let handoff = Arc::new(Handoff { slot: Mutex::new(Slot::Waiting), ready: Condvar::new() });
+    let theirs = Arc::clone(&handoff);
+
+    spawn_in_query_pool(move || {
+        let body = panic::catch_unwind(AssertUnwindSafe(|| {
+            let v = evaluate(&store, &e, start, end, step, &opts)?;
+            Ok(encode_response(&v, &Grid::new(start, end, step), opts.range_query, &Notes::default()))
+        }))
+        .unwrap_or_else(|_| Err(EngineError::new(ErrorKind::Internal, "the engine panicked; see the VM's stderr")));
+        let mut slot = theirs.slot.lock().unwrap_or_else(PoisonError::into_inner);
+        if matches!(*slot, Slot::Waiting) {
+            *slot = Slot::Done(body);
+            theirs.ready.notify_one();
+            return;
+        }
+        drop(slot);
+        // a pool thread is not a scheduler thread, so it may send
+        let _ = OwnedEnv::new().send_and_clear(&pid, |env| (atoms::timeless_promql(), tag, reply(env, body)).encode(env));
+    });
+
+    let deadline = started + SYNC_WAIT;
+    let mut slot = handoff.slot.lock().unwrap_or_else(PoisonError::into_inner);
+    while matches!(*slot, Slot::Waiting) {
+        let now = Instant::now();
+        if now >= deadline {
+            break;
+        }
+        slot = handoff.ready.wait_timeout(slot, deadline - now).unwrap_or_else(PoisonError::into_inner).0;
+    }
+    let answer = match std::mem::replace(&mut *slot, Slot::GaveUp) {
+        Slot::Done(body) => reply(env, body),
+        _ => (atoms::pending(), tag).encode(env),
+    };
+    drop(slot);
+    let percent = (started.elapsed().as_micros() / 10).clamp(1, 100) as i32;
+    rustler::schedule::consume_timeslice(env, percent);
+    Ok(answer)
+}
+
+/// The body as a list of binaries, or `{:error, {kind, message}}`.
+fn reply<'a>(env: Env<'a>, body: Result<Vec<Vec<u8>>, timeless_engine::Error>) -> Term<'a> {
+    match body {
+        Ok(chunks) => chunks
+            .iter()
+            .map(|c| {
+                let mut bin = NewBinary::new(env, c.len());
+                bin.as_mut_slice().copy_from_slice(c);
+                Binary::from(bin).to_term(env)
+            })
+            .collect::<Vec<Term<'a>>>()
+            .encode(env),
+        Err(e) => {
+            let kind = Atom::from_str(env, e.kind.as_str()).unwrap_or_else(|_| atoms::internal());
+            (crate::atoms::error(), (kind, e.message)).encode(env)
+        }
+    }
 }
