@@ -183,8 +183,13 @@ defmodule TimelessMetrics.HTTP.PromQL do
   defp bad(name, message), do: {:error, {:bad_input, "invalid parameter #{inspect(name)}: #{message}"}}
 
   defp engine(config) do
-    engine = Map.get(config, :promql_engine, TimelessMetrics.PromQL)
+    case Map.get(config, :promql_engine, TimelessMetrics.PromQL) do
+      TimelessMetrics.PromQL -> {:ok, TimelessMetrics.PromQL}
+      other -> loaded_engine(other)
+    end
+  end
 
+  defp loaded_engine(engine) do
     if Code.ensure_loaded?(engine) and function_exported?(engine, :instant, 4) and function_exported?(engine, :range, 6),
       do: {:ok, engine},
       else: {:error, {:unavailable, "PromQL engine #{inspect(engine)} is not available in this build"}}

@@ -307,6 +307,11 @@ fn promql_eval_json<'a>(
 ) -> NifResult<Term<'a>> {
     let started = Instant::now();
     let e = expr(ast)?;
+    // `sync_wait_us` (tests only) shortens the wait, to exercise answers by message
+    let wait = field(opts, "sync_wait_us")
+        .ok()
+        .and_then(|v| v.decode::<u64>().ok())
+        .map_or(SYNC_WAIT, |us| Duration::from_micros(us).min(SYNC_WAIT));
     let opts = options(opts);
     let store = Arc::clone(&res.store);
     let pid = env.pid();
@@ -331,7 +336,7 @@ fn promql_eval_json<'a>(
         let _ = OwnedEnv::new().send_and_clear(&pid, |env| (atoms::timeless_promql(), tag, reply(env, body)).encode(env));
     });
 
-    let deadline = started + SYNC_WAIT;
+    let deadline = started + wait;
     let mut slot = handoff.slot.lock().unwrap_or_else(PoisonError::into_inner);
     while matches!(*slot, Slot::Waiting) {
         let now = Instant::now();
