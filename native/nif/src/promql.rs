@@ -298,7 +298,6 @@ struct Handoff {
     done: AtomicBool,
 }
 
-
 /// `promql_eval_json(store, ast, start_ms, end_ms, step_ms, opts)`: Prometheus's
 /// JSON success body for the query (a matrix when `opts.range`), as a list of
 /// binaries, or `{:error, {kind, message}}`, or `{:pending, tag}`.
