@@ -190,7 +190,14 @@ defmodule TimelessMetrics.PromQL do
   defp resolve_at(:end, _s, e), do: {:ms, e}
   defp resolve_at(at, _s, _e), do: at
 
+  # see await/2
+  @grace_ms 1_000
+  @late :timeless_promql_late
+  @max_late 64
+
   defp eval(store, nif, ast, start_ms, end_ms, step_ms, opts, range?) do
+    drop_late_answers()
+
     nif_opts = %{
       lookback_delta_ms: opts[:lookback_delta_ms],
       timeout_ms: opts[:timeout_ms],
@@ -198,9 +205,49 @@ defmodule TimelessMetrics.PromQL do
       range: range?
     }
 
+    # tests only: how long the NIF waits for the answer before it comes by message
+    nif_opts = if wait = opts[:sync_wait_us], do: Map.put(nif_opts, :sync_wait_us, wait), else: nif_opts
+
     case Engine.call(store, &nif.(&1, ast, start_ms, end_ms, step_ms, nif_opts)) do
+      {:ok, {:pending, tag}} -> await(tag, opts[:timeout_ms] + @grace_ms)
       {:ok, raw} -> {:ok, raw}
       {:error, {kind, msg}} -> {:error, {error_kind(kind), msg}}
+    end
+  end
+
+  # `Native.promql_eval_json/6` answers a query that outlasts its short wait on the
+  # scheduler by message. The engine enforces `timeout_ms` itself; the wait here
+  # gives it `@grace_ms` more, then answers a timeout and drops the late answer
+  # when it comes (at the next query of this process).
+  defp await(tag, wait_ms) do
+    receive do
+      {:timeless_promql, ^tag, {:error, {kind, msg}}} -> {:error, {error_kind(kind), msg}}
+      {:timeless_promql, ^tag, body} -> {:ok, body}
+    after
+      wait_ms ->
+        Process.put(@late, Enum.take([tag | Process.get(@late, [])], @max_late))
+        {:error, {:timeout, "query timed out in query execution"}}
+    end
+  end
+
+  defp drop_late_answers do
+    case Process.get(@late) do
+      nil ->
+        :ok
+
+      tags ->
+        case Enum.reject(tags, &dropped?/1) do
+          [] -> Process.delete(@late)
+          waiting -> Process.put(@late, waiting)
+        end
+    end
+  end
+
+  defp dropped?(tag) do
+    receive do
+      {:timeless_promql, ^tag, _} -> true
+    after
+      0 -> false
     end
   end
 

@@ -258,6 +258,33 @@ defmodule TimelessMetrics.HTTP.PromQLTest do
       assert {200, body} = body(c, "GET", "/api/v1/query_range?query=1%2B1&start=0&end=60&step=60")
       assert body == ~s({"status":"success","data":{"resultType":"matrix","result":[{"metric":{},"values":[[0,"2"],[60,"2"]]}]}})
     end
+
+    test "max samples over HTTP: 422 execution", %{store: store} do
+      c = config(store, query_max_samples: 1)
+      assert {422, body} = body(c, "GET", "/api/v1/query?query=up&time=#{t0() + 20}")
+      assert %{"status" => "error", "errorType" => "execution", "error" => "query processing would load too many samples" <> _} = json(body)
+    end
+
+    test "an answer that comes by message (the query outlasts the NIF's wait) is the same", %{store: store} do
+      t = (t0() + 20) * 1000
+      # sync_wait_us: 0 makes the NIF return at once, so the engine answers by message
+      for query <- ["up", "sum by (job) (up)", "rate(http_requests_total[5m])", "1 + 1", ~s("text")] do
+        assert {:ok, direct} = TimelessMetrics.PromQL.instant_json(store, query, t)
+        assert {:ok, by_message} = TimelessMetrics.PromQL.instant_json(store, query, t, sync_wait_us: 0)
+        assert IO.iodata_to_binary(by_message) == IO.iodata_to_binary(direct), query
+      end
+
+      assert {:ok, direct} = TimelessMetrics.PromQL.range_json(store, "up * 2", t - 60_000, t, 15_000)
+      assert {:ok, by_message} = TimelessMetrics.PromQL.range_json(store, "up * 2", t - 60_000, t, 15_000, sync_wait_us: 0)
+      assert IO.iodata_to_binary(by_message) == IO.iodata_to_binary(direct)
+
+      error = {:error, {:execution, "query processing would load too many samples into memory in query execution"}}
+      assert TimelessMetrics.PromQL.instant_json(store, "up", t, max_samples: 1) == error
+      assert TimelessMetrics.PromQL.instant_json(store, "up", t, max_samples: 1, sync_wait_us: 0) == error
+
+      # nothing is left in the mailbox
+      refute_received {:timeless_promql, _, _}
+    end
   end
 
   defmodule OptsEngine do

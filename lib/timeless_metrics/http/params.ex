@@ -232,7 +232,18 @@ defmodule TimelessMetrics.HTTP.Params do
 
   # strconv.ParseFloat(s, 64) for decimal input: a float, :inf/:neg_inf/:nan, or
   # :error (out of range counts as an error, as Go returns ErrRange).
-  defp go_float(text) do
+  # up to 15 digits: exact as a float, the common case of `start`, `end`, `step`
+  defp go_float(text) when byte_size(text) in 1..15 and binary_part(text, 0, 1) in ~w(0 1 2 3 4 5 6 7 8 9) do
+    if digits?(text), do: {:ok, :erlang.binary_to_integer(text) * 1.0}, else: go_float_general(text)
+  end
+
+  defp go_float(text), do: go_float_general(text)
+
+  defp digits?(<<c, rest::binary>>) when c in ?0..?9, do: digits?(rest)
+  defp digits?(<<>>), do: true
+  defp digits?(_), do: false
+
+  defp go_float_general(text) do
     lower = String.downcase(text)
 
     cond do

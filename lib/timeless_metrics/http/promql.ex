@@ -51,8 +51,8 @@ defmodule TimelessMetrics.HTTP.PromQL do
          {:ok, ast} <- parse(query),
          {:ok, engine} <- engine(config) do
       if function_exported?(engine, :instant_json, 4),
-        do: run(fn -> encoded(engine.instant_json(config.store, ast, time, opts)) end, opts),
-        else: run(fn -> engine.instant(config.store, query, time, opts) end, opts)
+        do: run(engine, fn -> encoded(engine.instant_json(config.store, ast, time, opts)) end, opts),
+        else: run(nil, fn -> engine.instant(config.store, query, time, opts) end, opts)
     end
     |> respond()
   end
@@ -72,8 +72,8 @@ defmodule TimelessMetrics.HTTP.PromQL do
          :ok <- range_type(ast),
          {:ok, engine} <- engine(config) do
       if function_exported?(engine, :range_json, 6),
-        do: run(fn -> encoded(engine.range_json(config.store, ast, start, stop, step, opts)) end, opts),
-        else: run(fn -> engine.range(config.store, query, start, stop, step, opts) end, opts)
+        do: run(engine, fn -> encoded(engine.range_json(config.store, ast, start, stop, step, opts)) end, opts),
+        else: run(nil, fn -> engine.range(config.store, query, start, stop, step, opts) end, opts)
     end
     |> respond()
   end
@@ -183,8 +183,13 @@ defmodule TimelessMetrics.HTTP.PromQL do
   defp bad(name, message), do: {:error, {:bad_input, "invalid parameter #{inspect(name)}: #{message}"}}
 
   defp engine(config) do
-    engine = Map.get(config, :promql_engine, TimelessMetrics.PromQL)
+    case Map.get(config, :promql_engine, TimelessMetrics.PromQL) do
+      TimelessMetrics.PromQL -> {:ok, TimelessMetrics.PromQL}
+      other -> loaded_engine(other)
+    end
+  end
 
+  defp loaded_engine(engine) do
     if Code.ensure_loaded?(engine) and function_exported?(engine, :instant, 4) and function_exported?(engine, :range, 6),
       do: {:ok, engine},
       else: {:error, {:unavailable, "PromQL engine #{inspect(engine)} is not available in this build"}}
@@ -192,9 +197,19 @@ defmodule TimelessMetrics.HTTP.PromQL do
 
   # ------------------------------------------------------------------ running
 
-  # The engine runs in a task, so a query that overruns its timeout answers 503
-  # instead of holding the connection.
-  defp run(fun, opts) do
+  # The built-in engine bounds its own wait (the query's timeout plus a grace
+  # period, see `TimelessMetrics.PromQL`), so it runs in the connection's process.
+  # Any other engine runs in a task, so a query that overruns its timeout answers
+  # 503 instead of holding the connection.
+  defp run(TimelessMetrics.PromQL, fun, _opts) do
+    case fun.() do
+      {:ok, result} -> {:ok, result}
+      {:error, {kind, message}} when is_atom(kind) -> {:error, engine_error(kind, message)}
+      other -> {:error, {:internal, "PromQL engine returned #{inspect(other, limit: 10)}"}}
+    end
+  end
+
+  defp run(_engine, fun, opts) do
     task = Task.async(fun)
     wait = Keyword.fetch!(opts, :timeout_ms) + @grace_ms
 

@@ -64,35 +64,45 @@ defmodule TimelessMetrics.HTTP.Request do
 
   def parse_query(qs) do
     qs
-    |> String.split("&", trim: true)
-    |> Enum.reduce([], fn pair, acc ->
+    |> :binary.split("&", [:global, :trim_all])
+    |> Enum.reduce(%{}, fn pair, acc ->
       {k, v} =
-        case String.split(pair, "=", parts: 2) do
-          [k, v] -> {k, v}
-          [k] -> {k, ""}
+        case :binary.split(pair, "=") do
+          [k, v] -> {decode(k), decode(v)}
+          [k] -> {decode(k), ""}
         end
 
-      [{decode(k), decode(v)} | acc]
+      case acc do
+        %{^k => vs} -> %{acc | k => [v | vs]}
+        _ -> Map.put(acc, k, [v])
+      end
     end)
-    |> Enum.reverse()
-    |> merge_pairs(%{})
+    |> Map.new(fn {k, vs} -> {k, :lists.reverse(vs)} end)
   end
 
+  # `+` is a space, then `%XX` escapes are decoded; a `%` without two hex digits
+  # after it stays as it is (as `URI.decode/1` does). Splitting on the byte
+  # patterns: values are mostly short and plain, a PromQL query has a few escapes.
   defp decode(s) do
-    s = String.replace(s, "+", " ")
+    s = if :binary.match(s, "+") == :nomatch, do: s, else: :binary.replace(s, "+", " ", [:global])
 
-    try do
-      URI.decode(s)
-    rescue
-      ArgumentError -> s
+    case :binary.split(s, "%", [:global]) do
+      [_] -> s
+      [first | escaped] -> unescape(escaped, [first])
     end
   end
 
-  defp merge_pairs(pairs, into) do
-    pairs
-    |> Enum.reduce(into, fn {k, v}, acc -> Map.update(acc, k, [v], &[v | &1]) end)
-    |> Map.new(fn {k, vs} -> {k, Enum.reverse(vs)} end)
-  end
+  defguardp hex?(c) when c in ?0..?9 or c in ?a..?f or c in ?A..?F
+
+  defp unescape([<<a, b, rest::binary>> | more], acc) when hex?(a) and hex?(b),
+    do: unescape(more, [rest, hex(a) * 16 + hex(b) | acc])
+
+  defp unescape([piece | more], acc), do: unescape(more, [piece, ?% | acc])
+  defp unescape([], acc), do: IO.iodata_to_binary(:lists.reverse(acc))
+
+  defp hex(c) when c in ?0..?9, do: c - ?0
+  defp hex(c) when c in ?a..?f, do: c - ?a + 10
+  defp hex(c), do: c - ?A + 10
 
   @doc """
   Merge a form-encoded POST body into `query`, body values first (as Go's
