@@ -378,18 +378,30 @@ fn promql_eval_json<'a>(
     Ok(answer)
 }
 
+/// A chunk of a response body owned by the VM as a resource, so that a large body
+/// becomes binaries without being copied.
+pub struct BodyChunk(Vec<u8>);
+
+#[rustler::resource_impl]
+impl rustler::Resource for BodyChunk {}
+
+/// Chunks from this size on are handed over without a copy; smaller ones are copied
+/// (a resource costs more than copying a few kilobytes).
+const ZERO_COPY_BYTES: usize = 64 * 1024;
+
+fn body_binary<'a>(env: Env<'a>, c: Vec<u8>) -> Term<'a> {
+    if c.len() >= ZERO_COPY_BYTES {
+        return ResourceArc::new(BodyChunk(c)).make_binary(env, |b| &b.0).to_term(env);
+    }
+    let mut bin = NewBinary::new(env, c.len());
+    bin.as_mut_slice().copy_from_slice(&c);
+    Binary::from(bin).to_term(env)
+}
+
 /// The body as a list of binaries, or `{:error, {kind, message}}`.
 fn reply<'a>(env: Env<'a>, body: Result<Vec<Vec<u8>>, timeless_engine::Error>) -> Term<'a> {
     match body {
-        Ok(chunks) => chunks
-            .iter()
-            .map(|c| {
-                let mut bin = NewBinary::new(env, c.len());
-                bin.as_mut_slice().copy_from_slice(c);
-                Binary::from(bin).to_term(env)
-            })
-            .collect::<Vec<Term<'a>>>()
-            .encode(env),
+        Ok(chunks) => chunks.into_iter().map(|c| body_binary(env, c)).collect::<Vec<Term<'a>>>().encode(env),
         Err(e) => {
             let kind = Atom::from_str(env, e.kind.as_str()).unwrap_or_else(|_| atoms::internal());
             (crate::atoms::error(), (kind, e.message)).encode(env)
