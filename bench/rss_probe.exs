@@ -8,7 +8,7 @@
 # Knobs: those of vs_victoriametrics.exs (BENCH_HOSTS, BENCH_STEPS, BENCH_BODY_*,
 # BENCH_CONCURRENCY, BENCH_ROUNDS, BENCH_FORMATS), and PROBE_ERL="<erl flags>" for the
 # server's VM, PROBE_ENV="NAME=value,..." for its environment, PROBE_WRAP=heaptrack to attach a
-# profiler to it (`heaptrack -p`).
+# profiler to it (`heaptrack -p`), PROBE_FLUSH=0 to stop after the ingest.
 for f <- ~w(devops stats victoria http_client servers), do: Code.require_file("support/#{f}.ex", __DIR__)
 Code.require_file("../test/support/wire_formats.ex", __DIR__)
 Code.require_file("support/vs_vm.ex", __DIR__)
@@ -88,9 +88,15 @@ point_bodies = VsVM.generate(hosts, steps, body_hosts, body_steps, start_ms)
 table = VsVM.series_table(hosts)
 IO.puts("server: erl flags #{inspect(erl)}, env #{inspect(env)}; #{concurrency} senders")
 
-for format <- formats do
-  bodies = VsVM.encode_all(format, table, point_bodies)
+# PROBE_STORE_OPTS="opts A|opts B": run each format once per store options (TM_STORE_OPTS),
+# alternating, PROBE_REPEAT [1] times
+store_opts = System.get_env("PROBE_STORE_OPTS", "") |> String.split("|")
+repeat = VsVM.env_int("PROBE_REPEAT", 1)
+
+for format <- formats, bodies = VsVM.encode_all(format, table, point_bodies), _ <- 1..repeat, so <- store_opts do
+  IO.puts("\n== #{format}, store options: #{inspect(so)}")
   file = Path.join(System.tmp_dir!(), "tm-memprobe-#{System.unique_integer([:positive])}")
+  env = if so == "", do: env, else: [{"TM_STORE_OPTS", so} | env]
   tm = Servers.start(:tm, env: [{"TM_MEMPROBE", file} | env], erl: erl)
   Process.sleep(500)
 
@@ -118,11 +124,13 @@ for format <- formats do
   report = Servers.mem_report(tm, file)
   Bench.RssProbe.print(format, report, wall, points)
   IO.puts("peak RSS (VmHWM) after ingest: #{Bench.RssProbe.mib(Servers.peak_rss(tm))} MiB")
-  # the benchmark reads the peak after its flush + merge: that phase too
-  Servers.flush_merge_bytes(tm)
-  report = Servers.mem_report(tm, file)
-  Bench.RssProbe.print("#{format} after flush + merge", report, wall, points)
-  IO.puts("peak RSS (VmHWM) after flush + merge: #{Bench.RssProbe.mib(Servers.peak_rss(tm))} MiB")
+  # the benchmark reads the peak after its flush + merge: that phase too (PROBE_FLUSH=0: not)
+  if System.get_env("PROBE_FLUSH") != "0" do
+    Servers.flush_merge_bytes(tm)
+    report = Servers.mem_report(tm, file)
+    Bench.RssProbe.print("#{format} after flush + merge", report, wall, points)
+    IO.puts("peak RSS (VmHWM) after flush + merge: #{Bench.RssProbe.mib(Servers.peak_rss(tm))} MiB")
+  end
   Servers.stop(tm)
   File.rm(file)
 end

@@ -199,12 +199,15 @@ defmodule Bench.VsVM do
       end)
 
     ingest_cpu = Map.new(servers, fn {k, s} -> {k, Servers.cpu_seconds(s) - cpu0[k]} end)
+    # high-water mark of the ingest phase alone, before the forced flush + merge below
+    ingest_peak = Map.new(servers, fn {k, s} -> {k, Servers.peak_rss(s)} end)
     stored = Map.new(servers, fn {k, s} -> {k, elem(Servers.ingested(s), 0)} end)
     sizes = Map.new(servers, fn {k, s} -> {k, Servers.flush_merge_bytes(s)} end)
     peak = Map.new(servers, fn {k, s} -> {k, Servers.peak_rss(s)} end)
     Enum.each(servers, fn {_, s} -> Servers.stop(s) end)
 
-    %{format: format, wire_bytes: wire, bodies: length(bodies), acc: acc, ingest_cpu: ingest_cpu, stored: stored, sizes: sizes, peak_rss: peak}
+    %{format: format, wire_bytes: wire, bodies: length(bodies), acc: acc, ingest_cpu: ingest_cpu, stored: stored, sizes: sizes, peak_rss: peak,
+      ingest_peak_rss: ingest_peak}
   end
 
   defp timed_round(server, format, bodies, expected_total, concurrency) do
@@ -224,7 +227,7 @@ defmodule Bench.VsVM do
   # ------------------------------------------------------------------ report
 
   def report(result, total) do
-    %{acc: acc, ingest_cpu: cpu, sizes: sizes, peak_rss: peak, stored: stored} = result
+    %{acc: acc, ingest_cpu: cpu, sizes: sizes, peak_rss: peak, ingest_peak_rss: ingest_peak, stored: stored} = result
     rate = fn k -> acc[k].points / acc[k].wall_s end
     cpu_pm = fn k -> cpu[k] / (total / 1.0e6) end
     bpp = fn k, key -> sizes[k][key] / total end
@@ -239,7 +242,8 @@ defmodule Bench.VsVM do
       row.("points/s, end-to-end (until queryable)", rate, &Stats.rate/1),
       row.("server CPU s per 1M points (ingest phase, incl. background)", cpu_pm, &Stats.fmt/1),
       row.("server cores busy during ingest", fn k -> cpu[k] / acc[k].wall_s end, &Stats.fmt/1),
-      row.("peak RSS of the server (MiB)", fn k -> peak[k] / 1.0 end, mib),
+      row.("peak RSS of the server during ingest, until queryable (MiB)", fn k -> ingest_peak[k] / 1.0 end, mib),
+      row.("peak RSS of the server incl. the forced flush + merge (MiB)", fn k -> peak[k] / 1.0 end, mib),
       row.("bytes/point on disk after flush+merge: samples", &bpp.(&1, :samples), &Stats.fmt/1),
       row.("bytes/point on disk after flush+merge: total (data dir)", &bpp.(&1, :total), &Stats.fmt/1),
       row.("client cores busy while sending to it", fn k -> acc[k].client_cpu_s / acc[k].wall_s end, &Stats.fmt/1),
