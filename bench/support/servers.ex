@@ -14,24 +14,38 @@ defmodule Bench.Servers do
   alias Bench.{Stats, Victoria}
 
   @doc "Start VictoriaMetrics (`:vm`) or TimelessMetrics (`:tm`)."
-  def start(:vm) do
+  def start(kind, opts \\ [])
+
+  def start(:vm, _opts) do
     {:ok, vm} = Victoria.start()
     %{kind: :vm, name: "VictoriaMetrics 1.79", http_port: vm.http_port, os_pid: vm.os_pid, dir: vm.dir, handle: vm}
   end
 
-  def start(:tm) do
+  # opts: `env: [{name, value}]` for the server's OS process (e.g. TM_MEMPROBE, see
+  # tm_server.exs), `erl: "flags"` passed to the VM with `elixir --erl`, `wrap: exe`.
+  def start(:tm, opts) do
     dir = Path.join(System.tmp_dir!(), "tm-bench-#{System.unique_integer([:positive])}")
     File.mkdir_p!(dir)
     ebin = :code.lib_dir(:timeless_metrics, :ebin) |> to_string()
     script = Path.join(__DIR__, "tm_server.exs")
+    env = [{~c"LANG", ~c"C.UTF-8"} | Enum.map(Keyword.get(opts, :env, []), fn {k, v} -> {to_charlist(k), to_charlist(v)} end)]
+    erl = if flags = opts[:erl], do: ["--erl", flags], else: []
+    args = erl ++ ["-pa", ebin, script, dir, "0"]
+
+    # `wrap: "heaptrack"` runs the server under a profiler (its executable, then elixir's)
+    {exe, args} =
+      case opts[:wrap] do
+        nil -> {System.find_executable("elixir"), args}
+        wrap -> {System.find_executable(wrap), [System.find_executable("elixir") | args]}
+      end
 
     port =
-      Port.open({:spawn_executable, System.find_executable("elixir")}, [
+      Port.open({:spawn_executable, exe}, [
         :binary,
         :exit_status,
         {:line, 4096},
-        {:env, [{~c"LANG", ~c"C.UTF-8"}]},
-        args: ["-pa", ebin, script, dir, "0"]
+        {:env, env},
+        args: args
       ])
 
     {http_port, os_pid} = await_ready(port)
@@ -52,6 +66,23 @@ defmodule Bench.Servers do
         raise "TimelessMetrics server exited with #{status}"
     after
       60_000 -> raise "TimelessMetrics server did not start"
+    end
+  end
+
+  @doc "The memory report of a server started with `env: [{\"TM_MEMPROBE\", file}]` (see tm_server.exs)."
+  def mem_report(%{kind: :tm, handle: port}, file) do
+    Port.command(port, "mem\n")
+    await_line(port, "MEM written")
+    file |> File.read!() |> :erlang.binary_to_term()
+  end
+
+  defp await_line(port, line) do
+    receive do
+      {^port, {:data, {:eol, ^line}}} -> :ok
+      {^port, {:data, {_, other}}} -> IO.puts("[tm] #{other}") && await_line(port, line)
+      {^port, {:exit_status, status}} -> raise "TimelessMetrics server exited with #{status}"
+    after
+      60_000 -> raise "no memory report from the server"
     end
   end
 

@@ -26,7 +26,7 @@ defmodule TimelessMetrics.Options do
   | `:maintenance_interval` | `1000` | ms between maintenance ticks |
   | `:ingest_workers` | schedulers online | processes draining the ingest queue (`TimelessMetrics.IngestWorker`) |
   | `:ingest_queue_max_bodies` | `8192` | bodies accepted but not yet ingested; more are refused with 429 |
-  | `:ingest_queue_max_bytes` | `67_108_864` | decompressed bytes of those bodies (they are in memory until ingested); a request over it waits up to `ingest_queue_wait`, then gets 429 |
+  | `:ingest_queue_max_bytes` | `16_777_216` | decompressed bytes of those bodies (they are in memory until ingested); a request over it waits up to `ingest_queue_wait`, then gets 429 |
   | `:ingest_queue_wait` | `5_000` | ms a request may wait for the byte bound (`0`: refuse at once) |
   | `:ingest_fun` | `nil` | tests only: a `fn store, format, body, opts -> {:ok, report} \| {:error, reason} end` used by the ingest workers instead of `TimelessMetrics.Ingest.ingest/4` |
   """
@@ -51,7 +51,9 @@ defmodule TimelessMetrics.Options do
     maintenance_interval: 1000,
     ingest_workers: nil,
     ingest_queue_max_bodies: 8192,
-    ingest_queue_max_bytes: 67_108_864,
+    # 16 MiB keeps two workers fed with 1 MiB batches; 64 MiB cost ~45 MiB more peak RSS
+    # in bulk ingest at no measured throughput gain (bench/results/rss-breakdown-*.md)
+    ingest_queue_max_bytes: 16_777_216,
     ingest_queue_wait: 5_000,
     ingest_fun: nil
   }

@@ -122,6 +122,39 @@ defmodule TimelessMetrics.HTTP.ConnectionTest do
     assert text =~ ~s(["__name__","instance","job"])
   end
 
+  test "a keep-alive connection does not keep a large body alive after answering it" do
+    test = self()
+    store = TimelessMetrics.TestStore.start!(ingest_fun: fn _, _, body, _ -> send(test, {:ingested, byte_size(body)}); {:ok, %{samples: 1}} end)
+    server = start_server!(store)
+    body = IO.iodata_to_binary(for i <- 1..30_000, do: "m#{i} #{i}\n")
+    size = byte_size(body)
+    assert size > 262_144
+
+    {:ok, socket} = :gen_tcp.connect(~c"127.0.0.1", server.port, [:binary, active: false])
+    :ok = :gen_tcp.send(socket, "POST /api/v1/import/prometheus HTTP/1.1\r\nHost: x\r\nContent-Length: #{size}\r\n\r\n" <> body)
+    {:ok, text} = :gen_tcp.recv(socket, 0, 5_000)
+    assert text =~ ~r/^HTTP\/1.1 204 /
+    assert_receive {:ingested, ^size}, 5_000
+
+    # the server side of this connection: the process whose socket's peer is our socket
+    {:ok, local} = :inet.sockname(socket)
+    [conn] = for port <- Port.list(), :inet.peername(port) == {:ok, local}, do: Keyword.fetch!(Port.info(port), :connected)
+
+    # it is waiting for the next request, holding no binary of the body's size (it holds
+    # one until its heap is collected, which a waiting process would not do by itself)
+    assert wait_until(fn -> Process.info(conn, :binary) |> elem(1) |> Enum.all?(fn {_, bytes, _} -> bytes < size end) end)
+    assert Process.alive?(conn)
+    :gen_tcp.close(socket)
+  end
+
+  defp wait_until(fun, tries \\ 100) do
+    cond do
+      fun.() -> true
+      tries == 0 -> false
+      true -> Process.sleep(10) && wait_until(fun, tries - 1)
+    end
+  end
+
   test "http_date/1 formats RFC 9110 dates" do
     assert Connection.http_date(0) == "Thu, 01 Jan 1970 00:00:00 GMT"
     assert Connection.http_date(1_795_000_000) == "Wed, 18 Nov 2026 11:06:40 GMT"

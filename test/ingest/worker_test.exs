@@ -12,6 +12,14 @@ defmodule TimelessMetrics.IngestWorkerTest do
 
   doctest TimelessMetrics.Ingest
 
+  defp wait_until(fun, tries \\ 100) do
+    cond do
+      fun.() -> true
+      tries == 0 -> false
+      true -> Process.sleep(10) && wait_until(fun, tries - 1)
+    end
+  end
+
   defp rejection(line, reason), do: %{line: line, reason: reason, message: "#{reason} here", sample: "bad line #{line}"}
 
   describe "rejections" do
@@ -147,6 +155,19 @@ defmodule TimelessMetrics.IngestWorkerTest do
       await_drained(s)
     end
 
+    test "a worker keeps no reference to the bodies of a batch it is done with" do
+      test = self()
+      s = TestStore.start!(ingest_fun: fn _, _, body, _ -> send(test, {:ingested, byte_size(body)}); {:ok, %{samples: 1}} end, ingest_workers: 1)
+      body = :binary.copy("m 1\n", 100_000)
+      size = byte_size(body)
+      assert {204, _, _} = Handler.handle(:prometheus_text, request(body), config(s))
+      assert_receive {:ingested, ^size}, 5_000
+      await_drained(s)
+
+      worker = Process.whereis(Queue.worker_name(s, 0))
+      assert wait_until(fn -> Process.info(worker, :binary) |> elem(1) |> Enum.all?(fn {_, bytes, _} -> bytes < size end) end)
+    end
+
     test "a worker that crashes on a body restarts and ingests it (memory mode)" do
       test = self()
       tries = :counters.new(1, [])
@@ -264,6 +285,8 @@ defmodule TimelessMetrics.IngestWorkerTest do
       {:ok, opts} = TimelessMetrics.Options.validate(name: :o, mode: :memory)
       assert opts.ingest_workers == System.schedulers_online()
       assert opts.ingest_fun == nil
+      assert opts.ingest_queue_max_bytes == 16 * 1_048_576
+      assert opts.ingest_queue_max_bodies == 8192
     end
   end
 end

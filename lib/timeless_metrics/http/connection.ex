@@ -54,9 +54,15 @@ defmodule TimelessMetrics.HTTP.Connection do
         started = System.monotonic_time(:microsecond)
 
         case handle(socket, head, rest, peer, config, started) do
-          {:keep_alive, rest} -> next_request(socket, rest, peer, config)
-          :close -> close(socket)
-          :linger -> linger_close(socket)
+          {:keep_alive, rest, body_bytes} ->
+            release_body_garbage(body_bytes)
+            next_request(socket, rest, peer, config)
+
+          :close ->
+            close(socket)
+
+          :linger ->
+            linger_close(socket)
         end
 
       :closed ->
@@ -73,6 +79,20 @@ defmodule TimelessMetrics.HTTP.Connection do
     :gen_tcp.close(socket)
     :ok
   end
+
+  # A large body leaves binaries behind on this process's heap: the pieces it was read in,
+  # the body itself. Off-heap, they stay allocated until this (small, rarely collected)
+  # heap is garbage collected, and on an ingest connection that is several bodies per
+  # connection. Collect between requests once a large body was read: the heap is a few
+  # kilobytes, so this costs microseconds next to reading a body of this size.
+  @gc_after_body_bytes 262_144
+
+  defp release_body_garbage(body_bytes) when body_bytes >= @gc_after_body_bytes do
+    :erlang.garbage_collect()
+    :ok
+  end
+
+  defp release_body_garbage(_body_bytes), do: :ok
 
   # Closing with unread input makes the kernel answer with a reset, which can destroy
   # the error response still in flight to the client: stop writing, read and drop
@@ -101,18 +121,18 @@ defmodule TimelessMetrics.HTTP.Connection do
     request = request_map(method, target, headers, peer)
     keep_alive? = keep_alive?(version, headers)
 
-    {request, {status, resp_headers, body}, rest} =
+    {request, {status, resp_headers, body}, rest, body_bytes} =
       case Router.preflight(request, config) do
         {:routed, routed_request, _access, _target} = routed ->
           case read_body(socket, request, rest, config) do
-            {:ok, body, rest} -> {routed_request, Router.dispatch(routed, config, body), rest}
-            {:error, reason} -> {routed_request, Errors.response(reason), :close}
-            :closed -> {routed_request, {:closed, [], []}, :close}
+            {:ok, body, rest} -> {routed_request, Router.dispatch(routed, config, body), rest, if(body, do: byte_size(body), else: 0)}
+            {:error, reason} -> {routed_request, Errors.response(reason), :close, 0}
+            :closed -> {routed_request, {:closed, [], []}, :close, 0}
           end
 
         refused ->
           # the body was not read: the connection cannot be reused unless there was none
-          {request, refused, if(body_expected?(request), do: :close, else: rest)}
+          {request, refused, if(body_expected?(request), do: :close, else: rest), 0}
       end
 
     keep_alive? = keep_alive? and rest != :close
@@ -125,7 +145,7 @@ defmodule TimelessMetrics.HTTP.Connection do
     record(config, request, status, started)
 
     cond do
-      keep_alive? and sent -> {:keep_alive, rest}
+      keep_alive? and sent -> {:keep_alive, rest, body_bytes}
       # an unread or partly read body may still be arriving
       rest == :close and status != :closed -> :linger
       true -> :close
