@@ -175,9 +175,24 @@ impl Head {
 
     /// Cut every buffer out of the head.
     pub fn take_all(&self) -> Vec<CutSeries> {
+        self.take_shards(0..self.shards.len())
+    }
+
+    /// Number of shards.
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// Points buffered in shard `s`.
+    pub fn shard_points(&self, s: usize) -> usize {
+        self.lock(s).points
+    }
+
+    /// Cut every buffer of the shards in `range` out of the head, sorted by series id.
+    pub fn take_shards(&self, range: std::ops::Range<usize>) -> Vec<CutSeries> {
         let n = self.shards.len() as u64;
         let mut out = Vec::new();
-        for s in 0..self.shards.len() {
+        for s in range {
             let mut shard = self.lock(s);
             for (local, buf) in shard.series.iter_mut().enumerate() {
                 if !buf.is_empty() {

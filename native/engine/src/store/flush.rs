@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use rayon::prelude::*;
 
-use crate::buffer::CutSeries;
+use crate::buffer::{CutSeries, Head};
 use crate::chunk::{ChunkFile, ChunkFileWriter, ChunkMeta};
 use crate::error::{Error, Result};
 use crate::{SeriesId, Timestamp};
@@ -59,6 +59,9 @@ impl<'s> ChunkSink<'s> {
     }
 }
 
+/// Points per group of a whole-head flush (see `flush_all`).
+const FLUSH_GROUP_POINTS: usize = 1 << 20;
+
 impl Store {
 
     /// Flush the whole head into chunk files and drop the WAL segments it covered.
@@ -69,24 +72,65 @@ impl Store {
 
     pub(super) fn flush_inner(&self, only: Option<&[SeriesId]>) -> Result<FlushStats> {
         let _one = lock(&self.flush_lock);
+        match only {
+            None => self.flush_all(),
+            Some(ids) => self.flush_cut(|head| head.take_series(ids)),
+        }
+    }
+
+    /// The whole head, in groups of shards of about [`FLUSH_GROUP_POINTS`] points, so
+    /// that only one group's points are decoded at a time (a head of 10M points would
+    /// otherwise be 160 MB of plain vectors at the flush's peak). The WAL is rotated
+    /// first, with writers held off: every sample of the older segments is in the head
+    /// then and is cut by one of the groups, and those segments are dropped once every
+    /// group is in chunk files. Samples written after the rotation may be cut too; they
+    /// are also in the new segment, and replaying them again after a crash rewrites the
+    /// same values.
+    fn flush_all(&self) -> Result<FlushStats> {
+        let segment = {
+            let _gate = write(&self.gate);
+            match &self.wal {
+                Some(wal) => Some(wal.rotate()?),
+                None => None,
+            }
+        };
+        let shards = self.head.shard_count();
+        let mut total = FlushStats::default();
+        let mut start = 0;
+        while start < shards {
+            let mut end = start;
+            let mut points = 0;
+            while end < shards && (end == start || points + self.head.shard_points(end) <= FLUSH_GROUP_POINTS) {
+                points += self.head.shard_points(end);
+                end += 1;
+            }
+            let stats = self.flush_cut(|head| head.take_shards(start..end))?;
+            total.series += stats.series;
+            total.points += stats.points;
+            total.files += stats.files;
+            total.bytes += stats.bytes;
+            start = end;
+        }
+        if let (Some(wal), Some(segment)) = (&self.wal, segment) {
+            wal.remove_segments_before(segment)?;
+        }
+        Ok(total)
+    }
+
+    /// Cuts series out of the head (while holding the view, so a reader sees each point
+    /// in the head or in the frozen run), writes them as chunks and swaps the frozen run
+    /// for the chunks. On a write error the points go back into the head.
+    fn flush_cut(&self, cut: impl FnOnce(&Head) -> Vec<CutSeries>) -> Result<FlushStats> {
         let seq = self.next_frozen_seq.fetch_add(1, Ordering::Relaxed);
-        let (segment, frozen) = {
-            let _gate = only.is_none().then(|| write(&self.gate));
-            let segment = match (&self.wal, only) {
-                (Some(wal), None) => Some(wal.rotate()?),
-                _ => None,
-            };
+        let frozen = {
             let mut view = write(&self.view);
-            let cut: Vec<CutSeries> = match only {
-                None => self.head.take_all(),
-                Some(ids) => self.head.take_series(ids),
-            };
-            let frozen = Arc::new(Frozen {
-                seq,
-                series: cut.into_iter().map(|(id, ts, vals)| (id, (ts, vals))).collect(),
-            });
+            let cut = cut(&self.head);
+            if cut.is_empty() {
+                return Ok(FlushStats::default());
+            }
+            let frozen = Arc::new(Frozen { seq, series: cut.into_iter().map(|(id, ts, vals)| (id, (ts, vals))).collect() });
             view.frozen.push(frozen.clone());
-            (segment, frozen)
+            frozen
         };
         let mut ids: Vec<SeriesId> = frozen.series.keys().copied().collect();
         ids.sort_unstable();
@@ -95,6 +139,7 @@ impl Store {
             (*id, ts.as_slice(), vals.as_slice())
         }));
         let mut view = write(&self.view);
+        view.frozen.retain(|f| f.seq != seq);
         match result {
             Ok((files, mut stats)) => {
                 for (file, metas) in files {
@@ -106,18 +151,12 @@ impl Store {
                     }
                     view.files.insert(file_id, Arc::new(file));
                 }
-                view.frozen.retain(|f| f.seq != seq);
-                drop(view);
-                if let (Some(wal), Some(segment)) = (&self.wal, segment) {
-                    wal.remove_segments_before(segment)?;
-                }
                 stats.series = ids.len() as u64;
                 Ok(stats)
             }
             Err(e) => {
                 // Put the points back into the head so nothing is lost; the WAL
                 // segments were not removed, so they stay durable too.
-                view.frozen.retain(|f| f.seq != seq);
                 for id in &ids {
                     let (ts, vals) = &frozen.series[id];
                     self.head.insert(&vec![*id; ts.len()], ts, vals, now_ms());
