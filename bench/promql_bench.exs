@@ -19,7 +19,8 @@
 # Environment knobs [defaults]:
 #   BENCH_HOSTS [1000], BENCH_METRICS [10] (at least 10: the queries use the first 10),
 #   BENCH_HOURS [24] (10 s interval), BENCH_REPS [10] (fewer for heavy queries, see reps/1),
-#   BENCH_WRK_SECONDS [15], BENCH_WRK_ROUNDS [2] (each round: both queries on both servers)
+#   BENCH_WRK_SECONDS [15], BENCH_WRK_ROUNDS [2] (each round: both queries on both servers),
+#   BENCH_TM_ERL [none] (emulator flags for our server, e.g. "+sbwt none"; printed in the report)
 for f <- ~w(devops stats victoria http_client servers), do: Code.require_file("support/#{f}.ex", __DIR__)
 
 defmodule Bench.PromQLBench do
@@ -244,7 +245,8 @@ t1 = div(end_ms, 1000)
 IO.puts("data set: #{hosts} hosts x #{n_metrics} metrics x #{hours} h at 10 s = #{hosts * n_metrics} series, #{total} points")
 IO.puts("metrics: #{Enum.join(metrics, " ")}")
 vm = Servers.start(:vm)
-tm = Servers.start(:tm)
+tm_erl = System.get_env("BENCH_TM_ERL")
+tm = if tm_erl, do: Servers.start(:tm, erl: tm_erl), else: Servers.start(:tm)
 
 try do
   {load_us, wire} = :timer.tc(fn -> PromQLBench.load([vm, tm], hosts, metrics, steps, start_ms) end)
@@ -316,7 +318,7 @@ try do
       "Load at start: `#{String.trim(uptime_start)}`; at end: `#{String.trim(uptime_end)}` (2 shared cores; client, wrk and both servers share them).",
       "",
       "Data set: TSBS-devops-like (Bench.Devops host labels and metric kinds, integer random walks), #{hosts} hosts x #{n_metrics} metrics (#{Enum.join(metrics, ", ")}) x #{hours} h at 10 s = #{hosts * n_metrics} series, #{total} points; one JSON line per series, #{Stats.fmt(wire / 1_048_576)} MiB sent to /api/v1/import of both (bodies of ~100 series, generated and sent in #{Stats.fmt(load_us / 1.0e6)} s; stored and flushed #{Stats.fmt(settle_us / 1.0e6)} s later).",
-      "Both servers in their own OS process on 127.0.0.1; ours with default options, VictoriaMetrics 1.79.5 with -search.disableCache. Same client (Bench.HttpClient, one keep-alive connection per server); one warm-up per query and server (gives the series count), then n repetitions alternating between the servers (n = #{max_reps} if the slower warm-up took < 0.5 s, 5 if < 2 s, else 3). Latency is request sent to response body read.",
+      "Both servers in their own OS process on 127.0.0.1; ours with default options#{if tm_erl, do: " and emulator flags `#{tm_erl}`", else: ""}, VictoriaMetrics 1.79.5 with -search.disableCache. Same client (Bench.HttpClient, one keep-alive connection per server); one warm-up per query and server (gives the series count), then n repetitions alternating between the servers (n = #{max_reps} if the slower warm-up took < 0.5 s, 5 if < 2 s, else 3). Latency is request sent to response body read.",
       "Range queries: start=#{t0} end=#{t1} (full range) step=60; instant queries: time=#{t1}.",
       "",
       "Target: each median <= 0.5x VictoriaMetrics's. Met on #{met} of #{measured} measured query/mode pairs.",
