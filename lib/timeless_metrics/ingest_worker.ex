@@ -167,17 +167,22 @@ defmodule TimelessMetrics.IngestWorker do
       {:ok, entries} ->
         if Queue.pending?(q), do: Queue.wake(q, rem(index + 1, q.workers))
         result = process(q, index, entries)
-        release_bodies()
+        release_bodies(entries)
         result
     end
   end
 
+  # Bodies from this size on (summed over a batch) are let go of at once.
+  @release_bytes 256 * 1024
+
   # The batch's bodies are released from the queue, but references to them (and to the
   # other entries `Queue.checkout/4` selected) stay on this small heap until it is
   # collected, which keeps megabytes of off-heap binaries allocated beyond the queue's
-  # byte bound. A collection of this heap per batch (of up to 1 MiB parsed) is cheap.
-  defp release_bodies do
-    :erlang.garbage_collect()
+  # byte bound. A batch of large bodies is followed by a collection of this small heap;
+  # batches of small ones (many tiny POSTs) are left to the ordinary collections, which
+  # would otherwise run after every few requests.
+  defp release_bodies(entries) do
+    if Enum.reduce(entries, 0, &(&1.size + &2)) >= @release_bytes, do: :erlang.garbage_collect()
     :ok
   end
 
