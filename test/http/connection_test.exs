@@ -1,6 +1,7 @@
 defmodule TimelessMetrics.HTTP.ConnectionTest do
   # HTTP/1.1 framing of TimelessMetrics.HTTP.Connection, over raw sockets.
   use ExUnit.Case, async: true
+  import TimelessMetrics.TestStore, only: [wait_until: 1]
 
   import TimelessMetrics.HTTPHelpers
 
@@ -145,14 +146,6 @@ defmodule TimelessMetrics.HTTP.ConnectionTest do
     assert wait_until(fn -> Process.info(conn, :binary) |> elem(1) |> Enum.all?(fn {_, bytes, _} -> bytes < size end) end)
     assert Process.alive?(conn)
     :gen_tcp.close(socket)
-  end
-
-  defp wait_until(fun, tries \\ 100) do
-    cond do
-      fun.() -> true
-      tries == 0 -> false
-      true -> Process.sleep(10) && wait_until(fun, tries - 1)
-    end
   end
 
   test "http_date/1 formats RFC 9110 dates" do

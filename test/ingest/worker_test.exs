@@ -2,6 +2,7 @@ Code.require_file("ingest_helpers.exs", __DIR__)
 
 defmodule TimelessMetrics.IngestWorkerTest do
   use ExUnit.Case, async: true
+  import TimelessMetrics.TestStore, only: [wait_until: 1]
 
   import TimelessMetrics.IngestHelpers
   import ExUnit.CaptureLog
@@ -11,14 +12,6 @@ defmodule TimelessMetrics.IngestWorkerTest do
   alias TimelessMetrics.Ingest.{Metadata, Queue, RejectLog}
 
   doctest TimelessMetrics.Ingest
-
-  defp wait_until(fun, tries \\ 100) do
-    cond do
-      fun.() -> true
-      tries == 0 -> false
-      true -> Process.sleep(10) && wait_until(fun, tries - 1)
-    end
-  end
 
   defp rejection(line, reason), do: %{line: line, reason: reason, message: "#{reason} here", sample: "bad line #{line}"}
 

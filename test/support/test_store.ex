@@ -10,6 +10,16 @@ defmodule TimelessMetrics.TestStore do
   """
   import ExUnit.Callbacks, only: [start_supervised: 2]
 
+  @doc "Polls `fun` every 10 ms until it returns true (true) or `tries` run out (false)."
+  @spec wait_until((-> boolean()), non_neg_integer()) :: boolean()
+  def wait_until(fun, tries \\ 100) do
+    cond do
+      fun.() -> true
+      tries == 0 -> false
+      true -> Process.sleep(10) && wait_until(fun, tries - 1)
+    end
+  end
+
   @doc "A name no other test uses."
   @spec unique_name(String.t()) :: atom()
   def unique_name(prefix \\ "store"), do: :"#{prefix}_#{System.unique_integer([:positive])}"
