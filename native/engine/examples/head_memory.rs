@@ -97,27 +97,9 @@ const HOST: [Kind; 39] = {
     ]
 };
 
-/// splitmix64.
-struct Rng(u64);
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn uniform(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
-/// Elixir's `Float.round(x, d)`.
-fn round_dec(x: f64, d: i32) -> f64 {
-    let p = 10f64.powi(d);
-    let r = (x * p).round() / p;
-    if r == 0.0 { 0.0 } else { r }
-}
+#[path = "support/random.rs"]
+mod random;
+use random::{round_dec, Rng};
 
 fn init(k: Kind, u: f64) -> f64 {
     match k {
