@@ -109,9 +109,21 @@ defmodule TimelessMetrics.Ingest do
   def ingest_many(_store, []), do: []
 
   def ingest_many(store, items) do
-    case Engine.call(store, &Native.ingest_many(&1, items)) do
+    call = if small_batch?(items, 0), do: &Native.ingest_many_small(&1, items), else: &Native.ingest_many(&1, items)
+
+    case Engine.call(store, call) do
       {:ok, results} -> Enum.map(results, fn {:error, _} = e -> e; report -> {:ok, report} end)
       {:error, _} = error -> List.duplicate(error, length(items))
     end
+  end
+
+  # A batch this small is parsed on the calling scheduler: a hand-off to a dirty
+  # scheduler and back costs more than parsing a few kilobytes.
+  @small_batch_bytes 16_384
+
+  defp small_batch?([], _bytes), do: true
+  defp small_batch?([{_format, body, _opts} | rest], bytes) do
+    bytes = bytes + byte_size(body)
+    bytes <= @small_batch_bytes and small_batch?(rest, bytes)
   end
 end

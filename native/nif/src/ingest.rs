@@ -129,6 +129,18 @@ fn ingest<'a>(env: Env<'a>, res: ResourceArc<StoreRes>, format: Term<'a>, body: 
 /// one result per body in order; a store failure fails the whole call.
 #[rustler::nif(schedule = "DirtyCpu")]
 fn ingest_many<'a>(env: Env<'a>, res: ResourceArc<StoreRes>, items: Vec<Term<'a>>) -> NifResult<Term<'a>> {
+    ingest_items(env, &res, items)
+}
+
+/// `ingest_many_small`: the same for a batch of a few kilobytes, on a normal scheduler
+/// (parsed in tens of microseconds: a hand-off to a dirty scheduler and back would cost
+/// more than the work).
+#[rustler::nif]
+fn ingest_many_small<'a>(env: Env<'a>, res: ResourceArc<StoreRes>, items: Vec<Term<'a>>) -> NifResult<Term<'a>> {
+    ingest_items(env, &res, items)
+}
+
+fn ingest_items<'a>(env: Env<'a>, res: &StoreRes, items: Vec<Term<'a>>) -> NifResult<Term<'a>> {
     let mut decoded: Vec<(Format, Binary<'a>, IngestOptions)> = Vec::with_capacity(items.len());
     for (i, item) in items.into_iter().enumerate() {
         let e = tuple_elems(item)

@@ -126,6 +126,13 @@ fn spool_done(res: ResourceArc<SpoolRes>, seqs: Vec<u64>) -> NifResult<usize> {
     res.spool.done(&seqs).map_err(engine_err)
 }
 
+/// `spool_done_small`: the same for a few bodies without fsync (one small write), on a
+/// normal scheduler.
+#[rustler::nif]
+fn spool_done_small(res: ResourceArc<SpoolRes>, seqs: Vec<u64>) -> NifResult<usize> {
+    res.spool.done(&seqs).map_err(engine_err)
+}
+
 /// `spool_read(spool, seq) -> {format, opts, body}` for a body returned by `spool_open`.
 #[rustler::nif(schedule = "DirtyIo")]
 fn spool_read(env: Env, res: ResourceArc<SpoolRes>, seq: u64) -> NifResult<Term> {
