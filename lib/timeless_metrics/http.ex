@@ -31,6 +31,7 @@ defmodule TimelessMetrics.HTTP do
   | `:ip` | `{127, 0, 0, 1}` | interface; `{0, 0, 0, 0}` listens on all interfaces |
   | `:max_body_bytes` | `33_554_432` (32 MiB) | request body limit, after decompression (413 beyond) |
   | `:read_timeout` | `60_000` | ms to receive a request body (408 beyond) |
+  | `:max_connections` | `16_384` | open connections served at once (each agent keeps one); further ones wait in the listen backlog (keep it below the process's file descriptor limit) |
   | `:tokens` | `[]` | bearer tokens allowed everywhere (see `TimelessMetrics.HTTP.Auth`) |
   | `:read_only_tokens` | `[]` | bearer tokens allowed on read endpoints only |
   | `:name` | `:"<store>.http"` | the server's name; several servers may serve one store |
@@ -53,6 +54,7 @@ defmodule TimelessMetrics.HTTP do
           ip: :inet.ip_address(),
           max_body_bytes: pos_integer(),
           read_timeout: pos_integer(),
+          max_connections: pos_integer(),
           tokens: [String.t()],
           read_only_tokens: [String.t()],
           promql_engine: module(),
@@ -67,6 +69,7 @@ defmodule TimelessMetrics.HTTP do
     ip: {127, 0, 0, 1},
     max_body_bytes: 32 * 1024 * 1024,
     read_timeout: 60_000,
+    max_connections: 16_384,
     tokens: [],
     read_only_tokens: [],
     promql_engine: TimelessMetrics.PromQL,
@@ -121,7 +124,7 @@ defmodule TimelessMetrics.HTTP do
          :ok <- check(:name, is_atom(name) and name not in [nil, true, false], "expected an atom, got #{inspect(name)}"),
          :ok <- check(:port, is_integer(config.port) and config.port in 0..65_535, "expected an integer in 0..65535, got #{inspect(config.port)}"),
          :ok <- check(:ip, ip?(config.ip), "expected an IPv4 or IPv6 address tuple such as {0, 0, 0, 0}, got #{inspect(config.ip)}"),
-         :ok <- positive(config, [:max_body_bytes, :read_timeout, :query_timeout, :lookback_delta]),
+         :ok <- positive(config, [:max_body_bytes, :read_timeout, :max_connections, :query_timeout, :lookback_delta]),
          :ok <- check(:promql_engine, is_atom(config.promql_engine) and config.promql_engine not in [nil, true, false], "expected a module, got #{inspect(config.promql_engine)}"),
          :ok <- check(:query_max_samples, config.query_max_samples == nil or (is_integer(config.query_max_samples) and config.query_max_samples > 0), "expected a positive integer or nil, got #{inspect(config.query_max_samples)}"),
          :ok <- tokens(config, :tokens),

@@ -27,7 +27,9 @@ defmodule TimelessMetrics.HTTP.MochiwebAdapter do
       nodelay: true,
       recbuf: 1_048_576,
       backlog: 1024,
-      acceptor_pool_size: 32,
+      # mochiweb's own default is 2,048 connections: a third agent past that waits unserved
+      max: config.max_connections,
+      acceptor_pool_size: min(32, config.max_connections),
       loop: {__MODULE__, :loop, [config]}
     ]
 
