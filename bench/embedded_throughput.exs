@@ -14,11 +14,10 @@ for f <- ~w(devops stats victoria), do: Code.require_file("support/#{f}.ex", __D
 alias Bench.{Devops, Stats, Victoria}
 alias TimelessMetrics, as: TM
 
-env_int = fn name, default -> String.to_integer(System.get_env(name, "#{default}")) end
-hosts = env_int.("BENCH_HOSTS", 200)
-steps = env_int.("BENCH_STEPS", 2160)
-restart_series = env_int.("BENCH_RESTART_SERIES", 1_000_000)
-restart_points = env_int.("BENCH_RESTART_POINTS", 100)
+hosts = Stats.env_int("BENCH_HOSTS", 200)
+steps = Stats.env_int("BENCH_STEPS", 2160)
+restart_series = Stats.env_int("BENCH_RESTART_SERIES", 1_000_000)
+restart_points = Stats.env_int("BENCH_RESTART_POINTS", 100)
 writes_only = System.get_env("BENCH_WRITES_ONLY") not in [nil, "", "0"]
 
 {:ok, _} = Application.ensure_all_started(:inets)

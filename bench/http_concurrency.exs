@@ -18,7 +18,6 @@ for f <- ~w(devops stats victoria http_client servers), do: Code.require_file("s
 defmodule Bench.Concurrency do
   alias Bench.{HttpClient, Servers, Stats}
 
-  def env_int(name, default), do: String.to_integer(System.get_env(name, "#{default}"))
 
   # ------------------------------------------------------------------ scenarios as wrk Lua
 
@@ -166,9 +165,9 @@ alias Bench.{Concurrency, Servers, Stats}
 {:ok, _} = Application.ensure_all_started(:inets)
 wrk = System.find_executable("wrk")
 opts = %{
-  connections: Concurrency.env_int("BENCH_CONNECTIONS", 64),
-  threads: Concurrency.env_int("BENCH_THREADS", 2),
-  duration: Concurrency.env_int("BENCH_DURATION", 15),
+  connections: Stats.env_int("BENCH_CONNECTIONS", 64),
+  threads: Stats.env_int("BENCH_THREADS", 2),
+  duration: Stats.env_int("BENCH_DURATION", 15),
   wrk: wrk != nil
 }
 

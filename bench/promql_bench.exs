@@ -29,7 +29,6 @@ defmodule Bench.PromQLBench do
   @first_metrics ~w(cpu_usage_user cpu_usage_system cpu_usage_idle cpu_usage_iowait mem_used_percent
                     system_load1 net_bytes_recv net_bytes_sent diskio_reads kernel_context_switches)
 
-  def env_int(name, default), do: String.to_integer(System.get_env(name, "#{default}"))
 
   def metrics(n), do: Enum.take(@first_metrics ++ (Devops.metrics() -- @first_metrics), n)
 
@@ -222,12 +221,12 @@ end
 
 alias Bench.{PromQLBench, Servers, Stats}
 
-hosts = PromQLBench.env_int("BENCH_HOSTS", 1000)
-n_metrics = PromQLBench.env_int("BENCH_METRICS", 10)
-hours = PromQLBench.env_int("BENCH_HOURS", 24)
-max_reps = PromQLBench.env_int("BENCH_REPS", 10)
-wrk_s = PromQLBench.env_int("BENCH_WRK_SECONDS", 15)
-wrk_rounds = PromQLBench.env_int("BENCH_WRK_ROUNDS", 2)
+hosts = Stats.env_int("BENCH_HOSTS", 1000)
+n_metrics = Stats.env_int("BENCH_METRICS", 10)
+hours = Stats.env_int("BENCH_HOURS", 24)
+max_reps = Stats.env_int("BENCH_REPS", 10)
+wrk_s = Stats.env_int("BENCH_WRK_SECONDS", 15)
+wrk_rounds = Stats.env_int("BENCH_WRK_ROUNDS", 2)
 if n_metrics < 10, do: raise("BENCH_METRICS must be at least 10 (the queries use the first 10 metrics)")
 if hosts < 8, do: raise("BENCH_HOSTS must be at least 8 (the queries use host_7)")
 if System.find_executable("wrk") == nil, do: raise("wrk is not installed: apt-get install -y wrk")

@@ -25,7 +25,6 @@ defmodule Bench.Workload do
   alias Bench.{Devops, HttpClient, Servers, Stats}
   alias TimelessMetrics.WireFormats, as: W
 
-  def env_int(name, default), do: String.to_integer(System.get_env(name, "#{default}"))
 
   @doc "The 39 `name{labels}` prefixes of agent `i`, and initial values."
   def agent_series(i) do
@@ -152,8 +151,8 @@ end
 alias Bench.{Servers, Stats, Workload}
 
 {:ok, _} = Application.ensure_all_started(:inets)
-interval = Workload.env_int("BENCH_INTERVAL_MS", 1000)
-level_ms = Workload.env_int("BENCH_LEVEL_S", 10) * 1000
+interval = Stats.env_int("BENCH_INTERVAL_MS", 1000)
+level_ms = Stats.env_int("BENCH_LEVEL_S", 10) * 1000
 levels = System.get_env("BENCH_LEVELS", "100,200,400,800,1200,1600,2000,3000,4000,6000") |> String.split(",") |> Enum.map(&String.to_integer/1)
 {uptime_start, 0} = System.cmd("uptime", [])
 

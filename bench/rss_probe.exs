@@ -67,12 +67,12 @@ defmodule Bench.RssProbe do
 end
 
 {:ok, _} = Application.ensure_all_started(:inets)
-hosts = VsVM.env_int("BENCH_HOSTS", 1000)
-steps = VsVM.env_int("BENCH_STEPS", 260)
-body_hosts = VsVM.env_int("BENCH_BODY_HOSTS", 26)
-body_steps = VsVM.env_int("BENCH_BODY_STEPS", 10)
-concurrency = VsVM.env_int("BENCH_CONCURRENCY", 8)
-rounds = VsVM.env_int("BENCH_ROUNDS", 4)
+hosts = Stats.env_int("BENCH_HOSTS", 1000)
+steps = Stats.env_int("BENCH_STEPS", 260)
+body_hosts = Stats.env_int("BENCH_BODY_HOSTS", 26)
+body_steps = Stats.env_int("BENCH_BODY_STEPS", 10)
+concurrency = Stats.env_int("BENCH_CONCURRENCY", 8)
+rounds = Stats.env_int("BENCH_ROUNDS", 4)
 formats = System.get_env("BENCH_FORMATS", "vm_json,prometheus_text,influx,remote_write") |> String.split(",") |> Enum.map(&String.to_atom/1)
 
 env =
@@ -91,7 +91,7 @@ IO.puts("server: erl flags #{inspect(erl)}, env #{inspect(env)}; #{concurrency} 
 # PROBE_STORE_OPTS="opts A|opts B": run each format once per store options (TM_STORE_OPTS),
 # alternating, PROBE_REPEAT [1] times
 store_opts = System.get_env("PROBE_STORE_OPTS", "") |> String.split("|")
-repeat = VsVM.env_int("PROBE_REPEAT", 1)
+repeat = Stats.env_int("PROBE_REPEAT", 1)
 
 for format <- formats, bodies = VsVM.encode_all(format, table, point_bodies), _ <- 1..repeat, so <- store_opts do
   IO.puts("\n== #{format}, store options: #{inspect(so)}")

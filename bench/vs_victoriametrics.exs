@@ -28,11 +28,11 @@ Code.require_file("support/vs_vm.ex", __DIR__)
 alias Bench.{Stats, VsVM}
 
 {:ok, _} = Application.ensure_all_started(:inets)
-hosts = VsVM.env_int("BENCH_HOSTS", 1000)
-steps = VsVM.env_int("BENCH_STEPS", 260)
-body_hosts = VsVM.env_int("BENCH_BODY_HOSTS", 26)
-body_steps = VsVM.env_int("BENCH_BODY_STEPS", 10)
-opts = %{concurrency: VsVM.env_int("BENCH_CONCURRENCY", 8), rounds: VsVM.env_int("BENCH_ROUNDS", 4)}
+hosts = Stats.env_int("BENCH_HOSTS", 1000)
+steps = Stats.env_int("BENCH_STEPS", 260)
+body_hosts = Stats.env_int("BENCH_BODY_HOSTS", 26)
+body_steps = Stats.env_int("BENCH_BODY_STEPS", 10)
+opts = %{concurrency: Stats.env_int("BENCH_CONCURRENCY", 8), rounds: Stats.env_int("BENCH_ROUNDS", 4)}
 formats = System.get_env("BENCH_FORMATS", "vm_json,prometheus_text,influx,remote_write") |> String.split(",") |> Enum.map(&String.to_atom/1)
 {uptime_start, 0} = System.cmd("uptime", [])
 

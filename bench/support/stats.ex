@@ -1,6 +1,9 @@
 defmodule Bench.Stats do
   @moduledoc "Timing helpers and result recording for the benchmarks in bench/."
 
+  @doc "An integer knob from the environment (`BENCH_*`), or `default`."
+  def env_int(name, default), do: String.to_integer(System.get_env(name, "#{default}"))
+
   @doc "Run `fun` `n` times; returns sorted durations in microseconds."
   def sample(n, fun) do
     for _ <- 1..n do

@@ -7,7 +7,6 @@ defmodule Bench.VsVM do
 
   @metrics_per_host 39
 
-  def env_int(name, default), do: String.to_integer(System.get_env(name, "#{default}"))
 
   # ------------------------------------------------------------------ data set
 

@@ -40,7 +40,6 @@ defmodule TimelessMetrics.Native do
   def spool_append(_spool, _format, _opts, _body), do: nif()
   def spool_append_dirty(_spool, _format, _opts, _body), do: nif()
   def spool_done(_spool, _seqs), do: nif()
-  def spool_done_small(_spool, _seqs), do: nif()
   def spool_read(_spool, _seq), do: nif()
   def spool_close(_spool), do: nif()
   def spool_info(_spool), do: nif()

@@ -86,10 +86,7 @@ defmodule TimelessMetrics.Ingest.Spool do
   def done(_spool, []), do: :ok
 
   def done(spool, seqs) do
-    # a few completions are one small write: on the calling scheduler
-    result = if length(seqs) <= 64, do: Native.spool_done_small(spool, seqs), else: Native.spool_done(spool, seqs)
-
-    case result do
+    case Native.spool_done(spool, seqs) do
       n when is_integer(n) -> :ok
       {:error, _} = error -> error
     end

@@ -29,7 +29,8 @@ use std::time::{Duration, Instant};
 
 use rustler::env::OwnedEnv;
 use rustler::{Atom, Binary, Encoder, Env, NewBinary, NifResult, ResourceArc, Term};
-use timeless_engine::promql::json::{encode_response, spawn_in_query_pool, Notes};
+use timeless_engine::promql::json::{encode_response, Notes};
+use timeless_engine::store::spawn_in_query_pool;
 use timeless_engine::{Error as EngineError, ErrorKind};
 use timeless_engine::promql::{evaluate, AggOp, BinOp, Card, EvalOptions, Expr, Grid, Grouping, Matching, QueryValue, Selector};
 use timeless_engine::series::{MatchOp, Matcher};

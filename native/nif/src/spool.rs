@@ -120,16 +120,12 @@ fn spool_append_dirty<'a>(res: ResourceArc<SpoolRes>, format: Term<'a>, opts: Te
     append(&res, format, opts, body)
 }
 
-/// `spool_done(spool, [seq]) -> count` (how many were pending).
-#[rustler::nif(schedule = "DirtyIo")]
-fn spool_done(res: ResourceArc<SpoolRes>, seqs: Vec<u64>) -> NifResult<usize> {
-    res.spool.done(&seqs).map_err(engine_err)
-}
-
-/// `spool_done_small`: the same for a few bodies without fsync (one small write), on a
-/// normal scheduler.
+/// `spool_done(spool, [seq]) -> count` (how many were pending). On a normal scheduler:
+/// a batch's completions are one small write without fsync (workers mark at most one
+/// batch of 64 bodies at a time), and a rotation at most opens a file and unlinks done
+/// segments.
 #[rustler::nif]
-fn spool_done_small(res: ResourceArc<SpoolRes>, seqs: Vec<u64>) -> NifResult<usize> {
+fn spool_done(res: ResourceArc<SpoolRes>, seqs: Vec<u64>) -> NifResult<usize> {
     res.spool.done(&seqs).map_err(engine_err)
 }
 

@@ -133,21 +133,6 @@ impl<'a> Evaluator<'a> {
 
     fn call(&self, func: &str, args: &[Expr], g: &Grid) -> Result<Value> {
         if let Some(pos) = args.iter().position(|a| matches!(a, Expr::Matrix { .. } | Expr::Subquery { .. })) {
-            if let (Expr::Matrix { sel, range }, false) = (&args[pos], func == "absent_over_time") {
-                // A selector's series go through the function one by one as they are read.
-                let mut scalars = Vec::new();
-                for (i, a) in args.iter().enumerate() {
-                    if i != pos {
-                        scalars.push(self.scalar(a, g)?);
-                    }
-                }
-                let evals = eval_times(&args[pos], g);
-                let out = selector::range_call(self, sel, *range, g, func, &scalars, &evals)?;
-                return Ok(Value::Vector(collide_strict(out)?));
-            }
-            let Value::Range(arg) = self.eval(&args[pos], g)? else {
-                return Err(Error::internal("range argument did not evaluate to a range"));
-            };
             let mut scalars = Vec::new();
             for (i, a) in args.iter().enumerate() {
                 if i != pos {
@@ -155,7 +140,18 @@ impl<'a> Evaluator<'a> {
                 }
             }
             let evals = eval_times(&args[pos], g);
-            let out = rangefns::call(self, func, &arg, &scalars, &evals)?;
+            let out = match &args[pos] {
+                // A selector's series go through the function one by one as they are read.
+                Expr::Matrix { sel, range } if func != "absent_over_time" => {
+                    selector::range_call(self, sel, *range, g, func, &scalars, &evals)?
+                }
+                arg => {
+                    let Value::Range(arg) = self.eval(arg, g)? else {
+                        return Err(Error::internal("range argument did not evaluate to a range"));
+                    };
+                    rangefns::call(self, func, &arg, &scalars, &evals)?
+                }
+            };
             return Ok(Value::Vector(out));
         }
         if func == "timestamp" {

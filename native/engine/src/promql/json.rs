@@ -39,17 +39,6 @@ pub struct Notes {
     pub infos: Vec<String>,
 }
 
-/// Queues `job` on the engine's query pool (the pool that selectors, range
-/// functions and [`encode_response`] fan out to) and returns at once. Parallel
-/// steps started from a pool thread run on it directly, so a query evaluated and
-/// encoded inside one job is handed to the pool once, where from any other thread
-/// each parallel step is a hand-off to the pool and a wait for its answer.
-///
-/// `job` must not unwind: a panic in a spawned job aborts the process (catch it).
-pub fn spawn_in_query_pool(job: impl FnOnce() + Send + 'static) {
-    pool().spawn(job)
-}
-
 /// The success body of `value`, evaluated over `grid`, as chunks to concatenate.
 /// `range` selects the shape of a range query (always a matrix).
 pub fn encode_response(value: &QueryValue, grid: &Grid, range: bool, notes: &Notes) -> Vec<Vec<u8>> {

@@ -9,7 +9,7 @@
 
 use rayon::prelude::*;
 
-use super::eval::Evaluator;
+use super::eval::{collide_strict, Evaluator};
 use super::rangefns::RangeFn;
 use super::expr::Selector;
 use super::value::{Grid, Labels, Points, RangeArg, Series, Sweep};
@@ -104,10 +104,11 @@ pub fn range_call(
     let ends = ends(sel, g);
     let (Some(&lo), Some(&hi)) = (ends.iter().min(), ends.iter().max()) else { return Ok(vec![]) };
     let f = RangeFn::new(func, range, &ends, scalars, evals)?;
-    fetch_each(ev, sel, lo - range, hi, |p| match without_stale(p) {
+    let out = fetch_each(ev, sel, lo - range, hi, |p| match without_stale(p) {
         Some(p) => f.series(&p).map(Some),
         None => Ok(None),
-    })
+    })?;
+    collide_strict(out)
 }
 
 /// The points without staleness markers (range selectors skip them); `None` if none are left.

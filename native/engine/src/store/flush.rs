@@ -100,8 +100,12 @@ impl Store {
         while start < shards {
             let mut end = start;
             let mut points = 0;
-            while end < shards && (end == start || points + self.head.shard_points(end) <= FLUSH_GROUP_POINTS) {
-                points += self.head.shard_points(end);
+            while end < shards {
+                let more = self.head.shard_points(end);
+                if end > start && points + more > FLUSH_GROUP_POINTS {
+                    break;
+                }
+                points += more;
                 end += 1;
             }
             let stats = self.flush_cut(|head| head.take_shards(start..end))?;

@@ -55,6 +55,7 @@ mod recovery;
 mod view;
 
 pub(crate) use read::pool;
+pub use read::spawn_in_query_pool;
 pub use key_cache::{KeyCacheReader, KeyedSeries};
 use key_cache::KeyCache;
 use raw_cache::RawCache;

@@ -25,6 +25,17 @@ pub(crate) fn pool() -> &'static rayon::ThreadPool {
     })
 }
 
+/// Queues `job` on the engine's query pool (the pool that selectors, range
+/// functions and the JSON encoder fan out to) and returns at once. Parallel
+/// steps started from a pool thread run on it directly, so a query evaluated and
+/// encoded inside one job is handed to the pool once, where from any other thread
+/// each parallel step is a hand-off to the pool and a wait for its answer.
+///
+/// `job` must not unwind: a panic in a spawned job aborts the process (catch it).
+pub fn spawn_in_query_pool(job: impl FnOnce() + Send + 'static) {
+    pool().spawn(job)
+}
+
 impl Store {
 
     /// Decode chunks (from `View::chunks_of`) and merge them, older files first,
