@@ -6,10 +6,17 @@
 //! VictoriaMetrics is `bench/promql_bench.exs`.
 //!
 //! ```text
-//! cargo run --release -p timeless_engine --example promql_profile [-- HOSTS [STEPS [REPS [FILTER]]]]
+//! cargo run --release -p timeless_engine --example promql_profile [-- HOSTS [STEPS [REPS [FILTER [MODE]]]]]
 //! ```
+//!
+//! MODE `range` or `instant` runs only that kind (for profiling one of them); default both.
+//!
+//! With `PROMQL_PROFILE_DIR=<store dir>` and `PROMQL_PROFILE_RANGE="<start s> <end s>"`
+//! it opens that store instead of loading one (for example a copy of the data dir
+//! `bench/promql_bench.exs` loads, to split its latency into engine and the rest).
 
 use std::time::Instant;
+
 
 use timeless_engine::promql::json::{encode_response, Notes};
 use timeless_engine::promql::{evaluate, AggOp, BinOp, EvalOptions, Expr, Grid, Grouping, Matching};
@@ -173,14 +180,22 @@ fn main() {
     let steps: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(8640);
     let reps: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(5);
     let filter = args.get(3).cloned().unwrap_or_default();
-    let dir = std::env::temp_dir().join(format!("promql_profile_{}", std::process::id()));
+    let mode = args.get(4).cloned().unwrap_or_default();
+    let given = std::env::var("PROMQL_PROFILE_DIR").ok().map(std::path::PathBuf::from);
+    let dir = given.clone().unwrap_or_else(|| std::env::temp_dir().join(format!("promql_profile_{}", std::process::id())));
     let cfg = StoreConfig { data_dir: Some(dir.clone()), max_buffered_points: usize::MAX, ..StoreConfig::default() };
     let (store, _) = Store::open(cfg).unwrap();
-    let t0 = Instant::now();
-    load(&store, hosts, steps);
-    eprintln!("loaded {} points in {:.1} s", hosts * 10 * steps, t0.elapsed().as_secs_f64());
-
-    let end = START + (steps as i64 - 1) * STEP_MS;
+    let (start, end) = if given.is_some() {
+        let range = std::env::var("PROMQL_PROFILE_RANGE").expect("PROMQL_PROFILE_RANGE=\"<start s> <end s>\"");
+        let s: Vec<i64> = range.split_whitespace().map(|x| x.parse::<i64>().expect("seconds") * 1000).collect();
+        eprintln!("loaded {}", dir.display());
+        (s[0], s[1])
+    } else {
+        let t0 = Instant::now();
+        load(&store, hosts, steps);
+        eprintln!("loaded {} points in {:.1} s", hosts * 10 * steps, t0.elapsed().as_secs_f64());
+        (START, START + (steps as i64 - 1) * STEP_MS)
+    };
     println!("| query | range ms (median) | range CPU ms (mean) | out KiB | instant ms (median) | instant CPU ms (mean) |");
     println!("|---|---:|---:|---:|---:|---:|");
     for (label, q) in queries() {
@@ -188,7 +203,12 @@ fn main() {
             continue;
         }
         let mut row = vec![];
-        for (start, range) in [(START, true), (end, false)] {
+        for (start, range) in [(start, true), (end, false)] {
+            let skip = (mode == "instant" && range) || (mode == "range" && !range);
+            if skip {
+                row.push((0.0, 0, 0.0));
+                continue;
+            }
             let opts = EvalOptions { range_query: range, ..EvalOptions::default() };
             let step = if range { 60_000 } else { 1 };
             let grid = Grid::new(start, end, step);
@@ -216,5 +236,7 @@ fn main() {
         );
     }
     store.close().unwrap();
-    let _ = std::fs::remove_dir_all(dir);
+    if given.is_none() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }

@@ -240,7 +240,7 @@ enum Data {
 #[derive(Default)]
 pub struct TsMemo {
     #[allow(clippy::type_complexity)]
-    columns: std::sync::Mutex<std::collections::HashMap<(u64, u64), ((u32, i64, i64), std::sync::Arc<[i64]>)>>,
+    columns: std::sync::Mutex<hashbrown::HashMap<(u64, u64), ((u32, i64, i64), std::sync::Arc<[i64]>)>>,
 }
 
 impl TsMemo {

@@ -69,6 +69,42 @@ impl<'a> BitReader<'a> {
         Ok(v)
     }
 
+    /// `out.len()` values of `bits` bits each: [`get`](Self::get) in a loop, with the
+    /// bounds checked once and each value taken by one unaligned 8-byte load (the hot
+    /// loop of bit-packed blocks).
+    pub(super) fn get_many(&mut self, bits: u32, out: &mut [u64]) -> Result<()> {
+        if bits > 64 || self.pos + bits as usize * out.len() > self.data.len() * 8 {
+            return Err(Error::corrupt("codec: bit stream truncated"));
+        }
+        if bits == 0 {
+            out.fill(0);
+            return Ok(());
+        }
+        if bits > 56 {
+            // shift (< 8) + bits may pass 64: the two-word path
+            for o in out.iter_mut() {
+                *o = self.get(bits)?;
+            }
+            return Ok(());
+        }
+        let mask = (1u64 << bits) - 1;
+        // Byte offsets up to `last` have 8 bytes to load.
+        let last = self.data.len().saturating_sub(8);
+        for o in out.iter_mut() {
+            let byte = self.pos >> 3;
+            let word = if byte <= last && self.data.len() >= 8 {
+                u64::from_le_bytes(self.data[byte..byte + 8].try_into().unwrap())
+            } else {
+                let mut buf = [0u8; 8];
+                buf[..self.data.len() - byte].copy_from_slice(&self.data[byte..]);
+                u64::from_le_bytes(buf)
+            };
+            *o = (word >> (self.pos & 7)) & mask;
+            self.pos += bits as usize;
+        }
+        Ok(())
+    }
+
     #[inline]
     pub(super) fn bit(&mut self) -> Result<bool> {
         Ok(self.get(1)? == 1)

@@ -44,6 +44,41 @@ fn from_mantissa(m: i64, scale: u8) -> f64 {
     (m as f64) / POW10[scale as usize]
 }
 
+/// Integers of magnitude below this convert by [`small_to_f64`].
+const SMALL_LIMIT: u64 = 1 << 51;
+
+/// `m as f64` for `|m| < 2^51` by integer addition into the mantissa of 2^52 + 2^51
+/// (where the unit in the last place is 1) and one float subtraction: unlike the
+/// `i64 -> f64` instruction, this vectorizes on every x86-64.
+#[inline(always)]
+fn small_to_f64(m: i64) -> f64 {
+    const MAGIC: f64 = 6_755_399_441_055_744.0; // 2^52 + 2^51
+    f64::from_bits(m.wrapping_add(MAGIC.to_bits() as i64) as u64) - MAGIC
+}
+
+/// Append `from_mantissa(m, scale)` for every mantissa, in a loop the compiler
+/// vectorizes when every mantissa is below 2^51 (always, for real measurements).
+fn mantissas_to_f64(ms: &[i64], scale: u8, out: &mut Vec<f64>) {
+    let start = out.len();
+    out.reserve(ms.len());
+    let spare = &mut out.spare_capacity_mut()[..ms.len()];
+    let small = ms.iter().fold(0u64, |acc, &m| acc | m.unsigned_abs()) < SMALL_LIMIT;
+    let p = POW10[scale as usize];
+    match (small, scale) {
+        (true, 0) => spare.iter_mut().zip(ms).for_each(|(o, &m)| {
+            o.write(small_to_f64(m));
+        }),
+        (true, _) => spare.iter_mut().zip(ms).for_each(|(o, &m)| {
+            o.write(small_to_f64(m) / p);
+        }),
+        (false, _) => spare.iter_mut().zip(ms).for_each(|(o, &m)| {
+            o.write(from_mantissa(m, scale));
+        }),
+    }
+    // Safety: the first ms.len() slots of the spare capacity were written above.
+    unsafe { out.set_len(start + ms.len()) };
+}
+
 /// Smallest scale at which `v` is an exact decimal.
 pub(super) fn min_scale(v: f64) -> Option<usize> {
     (0..=MAX_SCALE).find(|&k| mantissa_at(v, k).is_some())
@@ -180,7 +215,7 @@ pub(super) fn decode_decimal(
             pco_decompress_into::<i64>(rest, count, "decimal values", &mut m)?;
         }
         let start = vals_out.len();
-        vals_out.extend(m.iter().map(|&m| from_mantissa(m, scale)));
+        mantissas_to_f64(&m, scale, vals_out);
         for &(i, bits) in &exceptions {
             vals_out[start + i] = f64::from_bits(bits);
         }
@@ -195,6 +230,29 @@ pub(super) fn decode_decimal(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn codec_mantissas_convert_exactly() {
+        let mut ms: Vec<i64> = vec![0, 1, -1, 7, -7, 123_456_789, (1 << 51) - 1, -(1 << 51) + 1];
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..10_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            ms.push((x >> 13) as i64 - (1 << 50));
+        }
+        let big: Vec<i64> = ms.iter().copied().chain([(1 << 53) - 1, -(1 << 52)]).collect();
+        for scale in 0..=MAX_SCALE as u8 {
+            for set in [&ms, &big] {
+                let mut out = vec![42.0];
+                mantissas_to_f64(set, scale, &mut out);
+                assert_eq!(out[0], 42.0);
+                for (i, &m) in set.iter().enumerate() {
+                    assert_eq!(out[i + 1].to_bits(), from_mantissa(m, scale).to_bits(), "m {m} scale {scale}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn codec_choose_scale() {

@@ -74,23 +74,27 @@ pub(super) fn decode_packed_ints(data: &[u8], count: usize, out: &mut Vec<i64>) 
     }
     let mut r = BitReader::new(&data[pos..]);
     let mut left = count - order as usize;
+    out.reserve(left);
+    let mut block = [0u64; PACK_BLOCK];
     while left > 0 {
         let width = r.get(7)? as u32;
         if width > 64 {
             return Err(Error::corrupt("codec: packed ints: width > 64"));
         }
         let n = left.min(PACK_BLOCK);
-        for _ in 0..n {
-            let x = unzigzag(r.get(width)?);
-            match order {
-                0 => a = x,
-                1 => a = a.wrapping_add(x),
-                _ => {
-                    d = d.wrapping_add(x);
-                    a = a.wrapping_add(d);
-                }
-            }
-            out.push(a);
+        let block = &mut block[..n];
+        r.get_many(width, block)?;
+        match order {
+            0 => out.extend(block.iter().map(|&x| unzigzag(x))),
+            1 => out.extend(block.iter().map(|&x| {
+                a = a.wrapping_add(unzigzag(x));
+                a
+            })),
+            _ => out.extend(block.iter().map(|&x| {
+                d = d.wrapping_add(unzigzag(x));
+                a = a.wrapping_add(d);
+                a
+            })),
         }
         left -= n;
     }

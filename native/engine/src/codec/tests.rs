@@ -312,3 +312,36 @@ fn codec_shared_timestamps_body() {
         }
     }
 }
+
+/// `BitReader::get_many` reads what `get` reads, for every width, block length and
+/// position (the last values of a stream take the short-load path).
+#[test]
+fn codec_bit_reader_get_many_matches_get() {
+    use super::bits::{BitReader, BitWriter};
+    let mut rng = StdRng::seed_from_u64(7);
+    for width in 0..=64u32 {
+        for n in [1usize, 5, 63, 64] {
+            let vals: Vec<u64> = (0..3 * n)
+                .map(|_| if width == 0 { 0 } else { rng.gen::<u64>() >> (64 - width) })
+                .collect();
+            let lead = rng.gen_range(0..13u32); // a misaligned start
+            let mut bytes = vec![];
+            let mut w = BitWriter::new(&mut bytes);
+            w.put(0x15a5, lead);
+            for &v in &vals {
+                w.put(v, width);
+            }
+            w.finish();
+            let mut r = BitReader::new(&bytes);
+            r.get(lead).unwrap();
+            let mut got = vec![0u64; vals.len()];
+            for block in got.chunks_mut(n) {
+                r.get_many(width, block).unwrap();
+            }
+            assert_eq!(got, vals, "width {width}, blocks of {n}");
+        }
+    }
+    // past the end: an error, not a panic
+    let mut r = BitReader::new(&[0xff, 0x01]);
+    assert!(r.get_many(9, &mut [0u64; 2]).is_err());
+}

@@ -46,8 +46,11 @@ fn fetch_each<T: Send>(
                 ev.check_deadline()?;
                 let (ts, vals) = ev.store.read_shared(id, from, to, Some(&memo));
                 ev.account(ts.len())?;
-                let Some(labels) = ev.store.series_labels(id) else { return Ok(None) };
-                let labels: Labels = labels.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
+                let Some(labels) = ev.store.with_series_pairs(id, |pairs| {
+                    pairs.map(|(n, v)| (n.to_string(), v.to_string())).collect::<Labels>()
+                }) else {
+                    return Ok(None);
+                };
                 f(Points { labels, ts, vals })
             })
             .collect()

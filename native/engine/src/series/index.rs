@@ -96,6 +96,12 @@ impl Index {
         (self.sym(pair.name), self.sym(pair.value))
     }
 
+    /// The (name, value) pairs of series `id`, sorted by name, without building a [`Labels`].
+    pub(crate) fn pairs(&self, id: SeriesId) -> Option<impl Iterator<Item = (&str, &str)> + '_> {
+        let rec = self.record(id)?;
+        Some(rec.iter().map(|&p| self.pair_strs(p)))
+    }
+
     pub(crate) fn labels(&self, id: SeriesId) -> Option<Labels> {
         let rec = self.record(id)?;
         Some(Labels::from_sorted_unchecked(rec.iter().map(|&p| self.pair_strs(p)), rec.len()))

@@ -214,6 +214,15 @@ impl Registry {
         read(&self.index).labels(id)
     }
 
+    /// `f` over the (name, value) pairs of a live series, sorted by name, under the
+    /// index's read lock: for callers that copy the labels into their own form and
+    /// would throw a [`Labels`] away.
+    pub fn with_pairs<T>(&self, id: SeriesId, f: impl FnOnce(&mut dyn Iterator<Item = (&str, &str)>) -> T) -> Option<T> {
+        let idx = read(&self.index);
+        let mut pairs = idx.pairs(id)?;
+        Some(f(&mut pairs))
+    }
+
     /// Whether a series is live (no label set is built).
     pub fn contains(&self, id: SeriesId) -> bool {
         read(&self.index).contains(id)

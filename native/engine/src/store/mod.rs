@@ -349,6 +349,12 @@ impl Store {
         self.registry.get(id)
     }
 
+    /// `f` over a live series' (name, value) pairs, sorted by name (see
+    /// [`Registry::with_pairs`](crate::series::Registry::with_pairs)).
+    pub fn with_series_pairs<T>(&self, id: SeriesId, f: impl FnOnce(&mut dyn Iterator<Item = (&str, &str)>) -> T) -> Option<T> {
+        self.registry.with_pairs(id, f)
+    }
+
     /// Ids of live series matching all matchers; with `range`, only series with
     /// data in `[from, to]`.
     pub fn select(&self, matchers: &[Matcher], range: Option<(Timestamp, Timestamp)>) -> Vec<SeriesId> {
