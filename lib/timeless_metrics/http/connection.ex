@@ -257,12 +257,30 @@ defmodule TimelessMetrics.HTTP.Connection do
     end
   end
 
+  for m <- ~w(GET POST HEAD PUT DELETE OPTIONS) do
+    defp method(unquote(String.to_atom(m))), do: {:ok, unquote(m)}
+  end
+
   defp method(m) when is_atom(m), do: {:ok, Atom.to_string(m)}
   defp method(m) when is_binary(m), do: {:ok, String.upcase(m, :ascii)}
 
   defp target({:abs_path, path}), do: {:ok, path}
   defp target({:absoluteURI, _scheme, _host, _port, path}), do: {:ok, path}
   defp target(other), do: {:error, {:bad_input, "unsupported request target #{inspect(other)}"}}
+
+  # The header names `:erlang.decode_packet/3` returns as atoms (in its spelling), each
+  # lower-cased once here at compile time rather than per request.
+  @packet_headers ~w(Cache-Control Connection Date Pragma Transfer-Encoding Upgrade Via Accept Accept-Charset
+                     Accept-Encoding Accept-Language Authorization From Host If-Modified-Since If-Match If-None-Match
+                     If-Range If-Unmodified-Since Max-Forwards Proxy-Authorization Range Referer User-Agent Age
+                     Location Proxy-Authenticate Public Retry-After Server Vary Warning Www-Authenticate Allow
+                     Content-Base Content-Encoding Content-Language Content-Length Content-Location Content-Md5
+                     Content-Range Content-Type Etag Expires Last-Modified Accept-Ranges Set-Cookie Set-Cookie2
+                     X-Forwarded-For Cookie Keep-Alive Proxy-Connection)
+
+  for name <- @packet_headers do
+    defp header_name(unquote(String.to_atom(name))), do: unquote(String.downcase(name))
+  end
 
   defp header_name(name) when is_atom(name), do: name |> Atom.to_string() |> String.downcase(:ascii)
   defp header_name(name), do: String.downcase(name, :ascii)
