@@ -36,9 +36,18 @@ defmodule TimelessMetrics.HTTP.Connection do
   @max_chunk_line 4096
   @piece 1_048_576
 
+  # The user-space buffer of a `recv(socket, 0)` (the request head and what follows it).
+  # The listener's 1 MiB `recbuf` sets the socket's `buffer` to the same size, and the
+  # inet driver allocates that much for every such read before shrinking it to the bytes
+  # read: for a 200-byte request, a 1 MiB carrier mapped and unmapped per read. Bodies
+  # are read with explicit lengths and are not bounded by this.
+  @recv_buffer 65_536
+
   @doc "Serve requests on `socket` until the client closes it or asks to."
   @spec serve(:gen_tcp.socket(), TimelessMetrics.HTTP.config()) :: :ok
   def serve(socket, config) do
+    _ = :inet.setopts(socket, buffer: @recv_buffer)
+
     peer =
       case :inet.peername(socket) do
         {:ok, {ip, _port}} -> ip
