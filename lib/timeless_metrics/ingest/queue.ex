@@ -253,7 +253,8 @@ defmodule TimelessMetrics.Ingest.Queue do
 
     q = %__MODULE__{
       store: opts.name,
-      queue: :ets.new(:ingest_queue, [:ordered_set, :public, write_concurrency: true, read_concurrency: true]),
+      # written on every request and batch: no read_concurrency (reader-optimised locks)
+      queue: :ets.new(:ingest_queue, [:ordered_set, :public, write_concurrency: true]),
       inflight: :ets.new(:ingest_inflight, [:set, :public, write_concurrency: true]),
       atomics: :atomics.new(3, signed: true),
       wake_flags: :atomics.new(opts.ingest_workers, signed: false),

@@ -48,6 +48,10 @@ mod keys {
         prometheus_text,
         influx,
         remote_write,
+        ns,
+        us,
+        ms,
+        s,
     }
 }
 
@@ -72,7 +76,13 @@ pub(crate) fn options(map: Term) -> NifResult<IngestOptions> {
         _ => now_ms(),
     };
     if let Some(p) = get(keys::precision()) {
-        if p.decode::<Atom>().ok() != Some(atoms::nil()) {
+        let atom = p.decode::<Atom>().ok();
+        if let Some(precision) = [(keys::ms(), Precision::Ms), (keys::s(), Precision::S), (keys::ns(), Precision::Ns), (keys::us(), Precision::Us)]
+            .into_iter()
+            .find_map(|(a, precision)| (atom == Some(a)).then_some(precision))
+        {
+            opts.precision = precision;
+        } else if atom != Some(atoms::nil()) {
             let name = text(p).unwrap_or_default();
             opts.precision = Precision::parse(&name).ok_or_else(|| bad_input(format!("precision {name:?} is not one of ns, us, ms, s")))?;
         }
