@@ -79,7 +79,7 @@ defmodule Bench.Workload do
     after
       max(0, deadline - System.monotonic_time(:millisecond)) ->
         Enum.each(pids, fn pid -> Process.unlink(pid) && Process.exit(pid, :kill) end)
-        acc ++ Enum.map(pids, fn _ -> %{scheduled: 0, ok: 0, errors: 1, late: 0, latencies: []} end)
+        acc ++ Enum.map(pids, fn _ -> %{scheduled: 0, ok: 0, errors: 1, late: 0, latencies: [], failures: %{hung: 1}} end)
     end
   end
 
@@ -99,10 +99,11 @@ defmodule Bench.Workload do
     scheduled = results |> Enum.map(& &1.scheduled) |> Enum.sum()
     errors = results |> Enum.map(& &1.errors) |> Enum.sum()
     late = results |> Enum.map(& &1.late) |> Enum.sum()
+    failures = results |> Enum.map(& &1.failures) |> Enum.reduce(%{}, &Map.merge(&1, &2, fn _k, a, b -> a + b end))
     pct = fn p -> if lat == [], do: 0.0, else: Stats.percentile(lat, p) / 1000 end
 
     Map.merge(extra, %{
-      agents: n, scheduled: scheduled, ok: ok, errors: errors, late: late,
+      agents: n, scheduled: scheduled, ok: ok, errors: errors, late: late, failures: failures,
       p50_ms: pct.(50), p99_ms: pct.(99), max_ms: pct.(100),
       points_per_s: ok * 39 / wall
     })
@@ -112,11 +113,11 @@ defmodule Bench.Workload do
 
   defp agent(port, series, first, interval, stop_at) do
     scheduled = max(0, div(stop_at - first - 1, interval) + 1)
-    acc = %{scheduled: scheduled, ok: 0, errors: 0, late: 0, latencies: []}
+    acc = %{scheduled: scheduled, ok: 0, errors: 0, late: 0, latencies: [], failures: %{}}
 
     case HttpClient.connect(port) do
       {:ok, c} -> push_loop(c, series, first, interval, stop_at, 0, acc)
-      {:error, _} -> %{acc | errors: 1}
+      {:error, reason} -> failed(acc, {:connect, reason})
     end
   end
 
@@ -136,14 +137,17 @@ defmodule Bench.Workload do
           us = System.monotonic_time(:microsecond) - t0
           late = if System.monotonic_time(:millisecond) > next_at + interval, do: 1, else: 0
           acc = %{acc | latencies: [us | acc.latencies], late: acc.late + late}
-          acc = if status in 200..299, do: %{acc | ok: acc.ok + 1}, else: %{acc | errors: acc.errors + 1}
+          acc = if status in 200..299, do: %{acc | ok: acc.ok + 1}, else: failed(acc, status)
           push_loop(c, series, next_at + interval, interval, stop_at, tick + 1, acc)
 
-        {:error, _} ->
-          %{acc | errors: acc.errors + 1}
+        {:error, reason} ->
+          failed(acc, reason)
       end
     end
   end
+
+  # an error counted by kind: the HTTP status, or the client's error reason
+  defp failed(acc, kind), do: %{acc | errors: acc.errors + 1, failures: Map.update(acc.failures, kind, 1, &(&1 + 1))}
 
   def sustained?(r), do: r.p99_ms <= 1000 and r.errors == 0 and r.ok >= 0.99 * r.scheduled
 end
@@ -173,7 +177,7 @@ servers = %{vm: Servers.start(:vm), tm: Servers.start(:tm)}
 
       IO.puts(
         "#{k} #{n} agents: #{Stats.rate(r.points_per_s)} points/s, p50 #{Stats.fmt(r.p50_ms)} ms, p99 #{Stats.fmt(r.p99_ms)} ms, " <>
-          "#{r.ok}/#{r.scheduled} pushes, #{r.errors} errors, #{r.late} late, lag #{lag}, server #{Stats.fmt(r.server_cores)} cores, client #{Stats.fmt(r.client_cores)} cores" <>
+          "#{r.ok}/#{r.scheduled} pushes, #{r.errors} errors #{inspect(r.failures)}, #{r.late} late, lag #{lag}, server #{Stats.fmt(r.server_cores)} cores, client #{Stats.fmt(r.client_cores)} cores" <>
           if(ok?, do: "", else: "  <- not sustained")
       )
 
@@ -203,6 +207,12 @@ table =
       "#{r.ok}/#{r.scheduled} | #{r.errors} | #{r.late} | #{lag} | #{Stats.fmt(r.server_cores)} | #{Stats.fmt(r.client_cores)} | #{if ok?, do: "yes", else: "**no**"} |"
   end)
 
+errors_by_kind =
+  for {k, r, _} <- rows, r.failures != %{} do
+    kinds = r.failures |> Enum.sort() |> Enum.map_join(", ", fn {kind, n} -> "#{inspect(kind)} x#{n}" end)
+    "\nErrors of #{name.(k)} at #{r.agents} agents: #{kinds} (an integer is the HTTP status answered)."
+  end
+
 lines =
   [
     "Load at start: `#{String.trim(uptime_start)}`; at end: `#{String.trim(uptime_end)}` (2 shared cores; the agents share them).\n",
@@ -213,6 +223,6 @@ lines =
       "TimelessMetrics #{best.(:tm)}; VictoriaMetrics #{best.(:vm)}.\n",
     "| server | agents | points/s | p50 ms | p99 ms | max ms | pushes ok/scheduled | errors | late | lag until queryable s | server cores | client cores | sustained |",
     "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
-  ] ++ table ++ ["\nPeak RSS: ours #{Stats.fmt(peak.tm / 1_048_576)} MiB, VM #{Stats.fmt(peak.vm / 1_048_576)} MiB."]
+  ] ++ table ++ errors_by_kind ++ ["\nPeak RSS: ours #{Stats.fmt(peak.tm / 1_048_576)} MiB, VM #{Stats.fmt(peak.vm / 1_048_576)} MiB."]
 
 Stats.record("realistic_workload", lines)

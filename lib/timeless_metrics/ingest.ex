@@ -54,7 +54,7 @@ defmodule TimelessMetrics.Ingest do
   def submit(%Queue{} = q, format, body, opts) do
     size = byte_size(body)
 
-    with :ok <- reserve(q, size, System.monotonic_time(:millisecond) + (q.wait_ms || 0), 1) do
+    with :ok <- reserve(q, size, nil, 1) do
       case spool(q, format, opts, body) do
         {:ok, seq, spooled} ->
           Queue.push(q, %{seq: seq, format: format, opts: opts, body: body, spooled: spooled, size: size, attempts: 0})
@@ -76,11 +76,14 @@ defmodule TimelessMetrics.Ingest do
   # A full byte bound means large bodies are waiting for the workers: hold the request
   # (backpressure through latency, as VictoriaMetrics does) up to the queue's `wait_ms`
   # before refusing it. A full body count is refused at once: those are floods of small
-  # requests, where waiting would only pile up connections.
+  # requests, where waiting would only pile up connections. `deadline` is nil until the
+  # first refusal (most requests never read the clock here).
   defp reserve(q, size, deadline, pause) do
     case Queue.reserve(q, size) do
       {:error, :full_bytes} ->
-        left = deadline - System.monotonic_time(:millisecond)
+        now = System.monotonic_time(:millisecond)
+        deadline = deadline || now + (q.wait_ms || 0)
+        left = deadline - now
 
         if left > 0 do
           Process.sleep(min(pause, left))

@@ -11,9 +11,10 @@ defmodule TimelessMetrics.IngestWorker do
   spool with one call (`TimelessMetrics.Ingest.Spool.done/2`).
 
   `ingest_workers` of them run under `TimelessMetrics.Ingest.WorkerSupervisor`, as
-  `:"<store>.ingest_worker_<i>"`. A request wakes worker `seq rem N`; a worker that
-  takes a batch while more are waiting wakes the next one, so all of them share a
-  backlog. A worker woken to a short queue (under 32 bodies) waits 2 ms first, so that
+  `:"<store>.ingest_worker_<i>"`. A request wakes worker `seq rem N` (with one message
+  per look at the queue, not per request: `TimelessMetrics.Ingest.Queue.wake/2`); a
+  worker that takes a batch while more are waiting wakes the next one, so all of them
+  share a backlog. A worker woken to a short queue (under 32 bodies) waits 2 ms first, so that
   bodies arriving meanwhile share its batch. A body the engine cannot take now (`{:unavailable, _}`) is put back and
   retried with a backoff (up to 5 s). A worker killed while ingesting finds its batch in
   the queue's in-flight table on restart and queues it again; a body that failed an
@@ -158,6 +159,7 @@ defmodule TimelessMetrics.IngestWorker do
 
   # One batch: :done, :empty, or :retry (some put back, the engine is unavailable).
   defp step(%{q: q, index: index}) do
+    Queue.arm(q, index)
     share = div(Queue.depth(q), q.workers)
 
     case Queue.checkout(q, index, min(max(share, 1), @batch_bodies), @batch_bytes) do

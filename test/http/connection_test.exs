@@ -1,7 +1,7 @@
 defmodule TimelessMetrics.HTTP.ConnectionTest do
   # HTTP/1.1 framing of TimelessMetrics.HTTP.Connection, over raw sockets.
   use ExUnit.Case, async: true
-  import TimelessMetrics.TestStore, only: [wait_until: 1]
+  import TimelessMetrics.TestStore, only: [wait_until: 1, wait_until: 2]
 
   import TimelessMetrics.HTTPHelpers
 
@@ -145,6 +145,29 @@ defmodule TimelessMetrics.HTTP.ConnectionTest do
     # one until its heap is collected, which a waiting process would not do by itself)
     assert wait_until(fn -> Process.info(conn, :binary) |> elem(1) |> Enum.all?(fn {_, bytes, _} -> bytes < size end) end)
     assert Process.alive?(conn)
+    :gen_tcp.close(socket)
+  end
+
+  test "a busy connection keeps a larger heap; an idle one gives it back", %{server: server} do
+    {:ok, socket} = :gen_tcp.connect(~c"127.0.0.1", server.port, [:binary, active: false])
+    :ok = :gen_tcp.send(socket, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+    {:ok, text} = :gen_tcp.recv(socket, 0, 5_000)
+    assert text =~ ~r/^HTTP\/1.1 200 /
+
+    {:ok, local} = :inet.sockname(socket)
+    [conn] = for port <- Port.list(), :inet.peername(port) == {:ok, local}, do: Keyword.fetch!(Port.info(port), :connected)
+    min_heap = fn -> conn |> Process.info(:garbage_collection) |> elem(1) |> Keyword.fetch!(:min_heap_size) end
+    assert min_heap.() > 1000
+
+    assert wait_until(fn -> min_heap.() < 1000 end, 300)
+    assert {:total_heap_size, words} = Process.info(conn, :total_heap_size)
+    assert words < 1000
+
+    # the next request is served as before, with the larger heap again
+    :ok = :gen_tcp.send(socket, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+    {:ok, text} = :gen_tcp.recv(socket, 0, 5_000)
+    assert text =~ ~r/^HTTP\/1.1 200 /
+    assert wait_until(fn -> min_heap.() > 1000 end)
     :gen_tcp.close(socket)
   end
 

@@ -237,6 +237,23 @@ defmodule TimelessMetrics.HTTP.RouterTest do
     end
   end
 
+  describe "matching" do
+    test "every route by its path, under /prometheus for /api, with a trailing slash; :name binds" do
+      for {pattern, _methods, _access, _target} <- Router.routes(), not String.contains?(pattern, ":") do
+        prefixed = if String.starts_with?(pattern, "/api/"), do: ["/prometheus" <> pattern], else: []
+
+        for path <- [pattern, pattern <> "/" | prefixed] do
+          assert Router.label(TimelessMetrics.HTTP.Request.new("GET", path)) == pattern
+        end
+      end
+
+      req = TimelessMetrics.HTTP.Request.new("GET", "/prometheus/api/v1/label/job/values")
+      assert Router.label(req) == "/api/v1/label/:name/values"
+      assert {:routed, %{path_params: %{"name" => "job"}}, :read, _} = Router.preflight(req, %{})
+      assert Router.label(TimelessMetrics.HTTP.Request.new("GET", "/prometheus/write")) == "other"
+    end
+  end
+
   describe "routing errors" do
     test "unknown path is 404 JSON, wrong method 405 with Allow", %{config: c} do
       assert {404, %{"status" => "error", "errorType" => "not_found", "error" => "unknown path /api/v1/nope"}} =

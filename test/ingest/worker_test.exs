@@ -148,6 +148,35 @@ defmodule TimelessMetrics.IngestWorkerTest do
       await_drained(s)
     end
 
+    test "a worker is sent :work once per look at the queue, not once per body" do
+      name = :"wake_test_#{System.unique_integer([:positive])}"
+      Process.register(self(), name)
+      q = %Queue{wake_flags: :atomics.new(1, signed: false), worker_names: {name}}
+
+      for _ <- 1..3, do: assert(:ok = Queue.wake(q, 0))
+      assert_received :work
+      refute_received :work
+
+      # the worker looks at the queue again: the next body wakes it again
+      :ok = Queue.arm(q, 0)
+      :ok = Queue.wake(q, 0)
+      assert_received :work
+    end
+
+    test "bodies pushed from many processes while the workers ingest are all ingested" do
+      test = self()
+      s = TestStore.start!(ingest_fun: fn _, _, body, _ -> send(test, {:ingested, body}); {:ok, %{samples: 1}} end, ingest_workers: 2)
+
+      1..8
+      |> Enum.map(fn p -> Task.async(fn -> for i <- 1..50, do: {204, _, _} = Handler.handle(:influx, request("p#{p} #{i}"), config(s)) end) end)
+      |> Task.await_many(10_000)
+
+      await_drained(s)
+      bodies = for _ <- 1..400, do: (assert_receive({:ingested, body}, 5_000); body)
+      assert length(Enum.uniq(bodies)) == 400
+      refute_received {:ingested, _}
+    end
+
     test "a worker keeps no reference to the bodies of a batch it is done with" do
       test = self()
       s = TestStore.start!(ingest_fun: fn _, _, body, _ -> send(test, {:ingested, byte_size(body)}); {:ok, %{samples: 1}} end, ingest_workers: 1)

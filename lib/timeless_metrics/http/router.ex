@@ -135,8 +135,23 @@ defmodule TimelessMetrics.HTTP.Router do
     end
   end
 
-  defp match("/prometheus/api/" <> rest), do: match_segments(String.split("api/" <> rest, "/", trim: true))
-  defp match(path), do: match_segments(String.split(path, "/", trim: true))
+  # Routes without `:name` segments by their exact path (also under /prometheus): one
+  # map lookup for what clients send, before splitting the path into segments.
+  @literal_routes (for {pattern, _methods, _access, _target} = route <- @routes,
+                       not String.contains?(pattern, ":"),
+                       path <- [pattern | if(String.starts_with?(pattern, "/api/"), do: ["/prometheus" <> pattern], else: [])],
+                       into: %{},
+                       do: {path, route})
+
+  defp match(path) do
+    case @literal_routes do
+      %{^path => route} -> {:ok, route, %{}}
+      _ -> match_split(path)
+    end
+  end
+
+  defp match_split("/prometheus/api/" <> rest), do: match_segments(String.split("api/" <> rest, "/", trim: true))
+  defp match_split(path), do: match_segments(String.split(path, "/", trim: true))
 
   # One function clause per route, generated from @routes: `:name` segments bind.
   for {pattern, methods, access, target} <- @routes do

@@ -22,15 +22,25 @@ defmodule TimelessMetrics.HTTP.Stats do
 
   @impl true
   def init(table) do
-    {:ok, :ets.new(table, [:set, :public, :named_table, write_concurrency: true, read_concurrency: true])}
+    # Written on every request, read by /metrics only: no read_concurrency (its
+    # reader-optimised locks make every update_counter pay for the readers).
+    {:ok, :ets.new(table, [:set, :public, :named_table, write_concurrency: true])}
   end
+
+  @doc """
+  The table's id, for `record/4` (`:undefined` when it does not exist). Updates through
+  the id skip the name lookup, which takes a lock of the VM's table of named tables on
+  every call.
+  """
+  @spec table(atom()) :: :ets.tid() | :undefined
+  def table(name), do: :ets.whereis(name)
 
   @doc "Histogram bucket upper bounds, in seconds (`+Inf` is implied)."
   @spec buckets() :: [float()]
   def buckets, do: @buckets
 
-  @doc "Count one request of `route` answered with `status` after `micros` microseconds."
-  @spec record(atom(), String.t(), integer(), non_neg_integer()) :: :ok
+  @doc "Count one request of `route` answered with `status` after `micros` microseconds (table by name or `table/1`)."
+  @spec record(atom() | :ets.tid(), String.t(), integer(), non_neg_integer()) :: :ok
   def record(table, route, status, micros) do
     :ets.update_counter(table, {:requests, route, status}, {2, 1}, {{:requests, route, status}, 0})
 

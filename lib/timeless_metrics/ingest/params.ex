@@ -17,6 +17,10 @@ defmodule TimelessMetrics.Ingest.Params do
       iex> {:ok, opts} = TimelessMetrics.Ingest.Params.parse(:influx, q, 1_700_000_000_123)
       iex> opts
       %{extra_labels: [{"dc", "eu"}, {"team", "db"}, {"db", "telegraf"}], default_ts_ms: 1_700_000_000_123, precision: :s}
+      iex> TimelessMetrics.Ingest.Params.parse(:influx, %{}, 5)
+      {:ok, %{extra_labels: [], default_ts_ms: 5, precision: :ns}}
+      iex> TimelessMetrics.Ingest.Params.parse(:prometheus_text, %{"timestamp" => "7"}, 5)
+      {:ok, %{extra_labels: [], default_ts_ms: 7000, precision: :ms}}
       iex> TimelessMetrics.Ingest.Params.parse(:influx, %{"precision" => "fortnight"}, 0)
       {:error, "invalid query parameter precision=\\"fortnight\\": expected one of ns, us, ms, s (or n, u)"}
   """
@@ -30,6 +34,11 @@ defmodule TimelessMetrics.Ingest.Params do
   `received_ms` is the receive time in unix milliseconds.
   """
   @spec parse(atom(), map(), integer()) :: {:ok, opts()} | {:error, String.t()}
+  # No parameters (what agents send): the defaults, without looking each one up.
+  def parse(format, query, received_ms) when query == %{} do
+    {:ok, %{extra_labels: [], default_ts_ms: received_ms, precision: if(format == :influx, do: :ns, else: :ms)}}
+  end
+
   def parse(format, query, received_ms) do
     with {:ok, extra} <- extra_labels(values(query, "extra_label")),
          {:ok, db} <- db_label(format, last(query, "db")),

@@ -13,7 +13,10 @@ defmodule TimelessMetrics.Ingest.Queue do
     after 3 attempts it is given up (kept as `<spool>/failed/<seq>.<format>`);
   - atomics: next sequence number (memory mode; on disk the spool numbers bodies),
     depth (bodies queued or in flight) and their bytes. `reserve/2` bounds depth and
-    bytes by the store's `ingest_queue_max_bodies` / `ingest_queue_max_bytes`.
+    bytes by the store's `ingest_queue_max_bodies` / `ingest_queue_max_bytes`;
+  - one wake flag per worker (`wake/2`, `arm/2`): a worker is sent `:work` only when
+    it is not already due to look at the queue, so that a flood of small requests does
+    not schedule a worker once per request.
 
   The spool (`TimelessMetrics.Ingest.Spool`, `nil` in memory mode) is opened here; the
   request processes append to it directly.
@@ -39,8 +42,8 @@ defmodule TimelessMetrics.Ingest.Queue do
 
   @max_attempts 3
 
-  defstruct [:store, :queue, :inflight, :atomics, :stats, :meta_cache, :log_limit, :max_bodies, :max_bytes, :wait_ms,
-             :spool_dir, :spool, :sync?, :workers, :ingest_fun]
+  defstruct [:store, :queue, :inflight, :atomics, :wake_flags, :worker_names, :stats, :meta_cache, :log_limit, :max_bodies,
+             :max_bytes, :wait_ms, :spool_dir, :spool, :sync?, :workers, :ingest_fun]
 
   @type t :: %__MODULE__{}
 
@@ -126,15 +129,31 @@ defmodule TimelessMetrics.Ingest.Queue do
     wake(q, rem(entry.seq, q.workers))
   end
 
-  @doc "Wake worker `index` (a no-op while it is restarting: it drains the queue on start)."
+  @doc """
+  Wake worker `index` to look at the queue: sends it `:work` unless it was already woken
+  and has not looked since (see `arm/2`). A no-op while the worker is restarting: it
+  drains the queue on start.
+  """
   @spec wake(t(), non_neg_integer()) :: :ok
   def wake(q, index) do
-    case Process.whereis(worker_name(q.store, index)) do
-      nil -> :ok
-      pid ->
-        send(pid, :work)
-        :ok
+    if :atomics.exchange(q.wake_flags, index + 1, 1) == 0 do
+      case Process.whereis(elem(q.worker_names, index)) do
+        nil -> :ok
+        pid -> send(pid, :work)
+      end
     end
+
+    :ok
+  end
+
+  @doc """
+  Worker `index` is about to look at the queue: bodies pushed from now on wake it again.
+  Call it before `checkout/4`, so that a body pushed after the checkout looked is never
+  left without a wake-up (its producer finds the flag down and sends `:work`).
+  """
+  @spec arm(t(), non_neg_integer()) :: :ok
+  def arm(q, index) do
+    :atomics.put(q.wake_flags, index + 1, 0)
   end
 
   # ------------------------------------------------------------------ consumers
@@ -234,9 +253,12 @@ defmodule TimelessMetrics.Ingest.Queue do
 
     q = %__MODULE__{
       store: opts.name,
-      queue: :ets.new(:ingest_queue, [:ordered_set, :public, write_concurrency: true, read_concurrency: true]),
+      # written on every request and batch: no read_concurrency (reader-optimised locks)
+      queue: :ets.new(:ingest_queue, [:ordered_set, :public, write_concurrency: true]),
       inflight: :ets.new(:ingest_inflight, [:set, :public, write_concurrency: true]),
       atomics: :atomics.new(3, signed: true),
+      wake_flags: :atomics.new(opts.ingest_workers, signed: false),
+      worker_names: List.to_tuple(for i <- 0..(opts.ingest_workers - 1), do: worker_name(opts.name, i)),
       stats: IngestStats.new(),
       meta_cache: :ets.new(:ingest_metadata, [:set, :public, read_concurrency: true]),
       log_limit: :atomics.new(3, signed: true),

@@ -9,6 +9,18 @@ use crate::convert::{bad_input, engine_err, text, tuple_elems};
 use crate::{atoms, StoreRes};
 
 pub(crate) fn format_of(term: Term) -> NifResult<Format> {
+    if let Ok(a) = term.decode::<Atom>() {
+        for (atom, format) in [
+            (keys::prometheus_text(), Format::PrometheusText),
+            (keys::influx(), Format::Influx),
+            (keys::vm_json(), Format::VmJson),
+            (keys::remote_write(), Format::RemoteWrite),
+        ] {
+            if a == atom {
+                return Ok(format);
+            }
+        }
+    }
     let name = text(term).unwrap_or_default();
     Ok(match name.as_str() {
         "vm_json" => Format::VmJson,
@@ -19,11 +31,34 @@ pub(crate) fn format_of(term: Term) -> NifResult<Format> {
     })
 }
 
+/// The atoms of the options and report maps, made once when the library loads (an
+/// `Atom::from_str` per key and call takes the VM's atom table lock every time).
+mod keys {
+    rustler::atoms! {
+        extra_labels,
+        default_ts_ms,
+        precision,
+        max_line_bytes,
+        samples,
+        series_created,
+        rejected,
+        rejected_by_reason,
+        metadata,
+        vm_json,
+        prometheus_text,
+        influx,
+        remote_write,
+        ns,
+        us,
+        ms,
+        s,
+    }
+}
+
 pub(crate) fn options(map: Term) -> NifResult<IngestOptions> {
-    let env = map.get_env();
-    let get = |key: &str| map.map_get(Atom::from_str(env, key).ok()?).ok();
+    let get = |key: Atom| map.map_get(key).ok();
     let mut opts = IngestOptions::default();
-    if let Some(labels) = get("extra_labels") {
+    if let Some(labels) = get(keys::extra_labels()) {
         let iter = labels.into_list_iterator().map_err(|_| bad_input("extra_labels must be a list"))?;
         for pair in iter {
             let p = tuple_elems(pair).filter(|p| p.len() == 2).ok_or_else(|| bad_input("extra_labels: expected {name, value}"))?;
@@ -34,19 +69,25 @@ pub(crate) fn options(map: Term) -> NifResult<IngestOptions> {
             }
         }
     }
-    opts.default_ts_ms = match get("default_ts_ms") {
+    opts.default_ts_ms = match get(keys::default_ts_ms()) {
         Some(t) if t.decode::<Atom>().ok() != Some(atoms::nil()) => {
             t.decode::<i64>().map_err(|_| bad_input("default_ts_ms must be an integer"))?
         }
         _ => now_ms(),
     };
-    if let Some(p) = get("precision") {
-        if p.decode::<Atom>().ok() != Some(atoms::nil()) {
+    if let Some(p) = get(keys::precision()) {
+        let atom = p.decode::<Atom>().ok();
+        if let Some(precision) = [(keys::ms(), Precision::Ms), (keys::s(), Precision::S), (keys::ns(), Precision::Ns), (keys::us(), Precision::Us)]
+            .into_iter()
+            .find_map(|(a, precision)| (atom == Some(a)).then_some(precision))
+        {
+            opts.precision = precision;
+        } else if atom != Some(atoms::nil()) {
             let name = text(p).unwrap_or_default();
             opts.precision = Precision::parse(&name).ok_or_else(|| bad_input(format!("precision {name:?} is not one of ns, us, ms, s")))?;
         }
     }
-    if let Some(m) = get("max_line_bytes") {
+    if let Some(m) = get(keys::max_line_bytes()) {
         if let Ok(n) = m.decode::<usize>() {
             opts.max_line_bytes = n;
         }
@@ -104,16 +145,10 @@ fn report_term<'a>(env: Env<'a>, r: &IngestReport) -> NifResult<Term<'a>> {
             )
         })
         .collect::<NifResult<_>>()?;
-    map(
-        env,
-        &[
-            ("samples", r.samples.encode(env)),
-            ("series_created", r.series_created.encode(env)),
-            ("rejected", rejected.encode(env)),
-            ("rejected_by_reason", by_reason.encode(env)),
-            ("metadata", metadata.encode(env)),
-        ],
-    )
+    let keys = [keys::samples(), keys::series_created(), keys::rejected(), keys::rejected_by_reason(), keys::metadata()];
+    let values = [r.samples.encode(env), r.series_created.encode(env), rejected.encode(env), by_reason.encode(env), metadata.encode(env)];
+    let keys: Vec<Term> = keys.iter().map(|k| k.encode(env)).collect();
+    Term::map_from_term_arrays(env, &keys, &values)
 }
 
 /// `ingest(store, format, body, opts) -> report`

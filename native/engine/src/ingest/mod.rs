@@ -300,7 +300,7 @@ fn read_limited(encoding: &str, mut r: impl Read, in_len: usize, max_bytes: usiz
 /// Parse `body` in `format` and write every valid sample through `store`. See the module
 /// docs; per-format rules are in `FORMAT-ingest.md`.
 pub fn ingest(store: &Store, format: Format, body: &[u8], opts: &IngestOptions) -> Result<IngestReport> {
-    let mut sink = Sink::new(store, format, opts)?;
+    let mut sink = Sink::new(store, format, opts, body.len())?;
     parse(&mut sink, format, body)?;
     sink.finish()
 }
@@ -321,7 +321,8 @@ pub fn ingest_many(store: &Store, bodies: &[BodyRef]) -> Result<Vec<Result<Inges
     let Some((format, _, opts)) = bodies.first() else {
         return Ok(Vec::new());
     };
-    let mut sink = Sink::new(store, *format, opts)?;
+    let bytes = bodies.iter().map(|(_, body, _)| body.len()).sum();
+    let mut sink = Sink::new(store, *format, opts, bytes)?;
     let mut out = Vec::with_capacity(bodies.len());
     for (i, (format, body, opts)) in bodies.iter().enumerate() {
         let parsed = if i == 0 { Ok(()) } else { sink.begin(*format, opts) }.and_then(|()| parse(&mut sink, *format, body));
@@ -389,16 +390,21 @@ pub(crate) struct Sink<'a> {
 }
 
 impl<'a> Sink<'a> {
-    fn new(store: &'a Store, format: Format, opts: &'a IngestOptions) -> Result<Sink<'a>> {
+    /// A sink for bodies of `bytes` in all: its sample buffers start at a size for that
+    /// many bytes (a sample takes at least 4 bytes of text), up to [`BATCH`]. Full-size
+    /// buffers for a one-line body would be three allocations of 128 KiB, which the
+    /// allocator maps and unmaps around each call (a TLB shootdown each).
+    fn new(store: &'a Store, format: Format, opts: &'a IngestOptions, bytes: usize) -> Result<Sink<'a>> {
+        let samples = (bytes / 4 + 1).min(BATCH);
         let mut sink = Sink {
             store,
             opts,
             limits: store.config().label_limits.clone(),
             key: Vec::with_capacity(512),
             prefix_len: 0,
-            ids: Vec::with_capacity(BATCH),
-            ts: Vec::with_capacity(BATCH),
-            vals: Vec::with_capacity(BATCH),
+            ids: Vec::with_capacity(samples),
+            ts: Vec::with_capacity(samples),
+            vals: Vec::with_capacity(samples),
             body_start: 0,
             report: IngestReport::default(),
             counts: [0; REASONS.len()],
