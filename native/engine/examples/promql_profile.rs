@@ -17,6 +17,10 @@
 
 use std::time::Instant;
 
+// The NIF library's allocator, so the profile matches the server.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 
 use timeless_engine::promql::json::{encode_response, Notes};
 use timeless_engine::promql::{evaluate, AggOp, BinOp, EvalOptions, Expr, Grid, Grouping, Matching};

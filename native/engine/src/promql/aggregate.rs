@@ -1,7 +1,7 @@
 //! Aggregation operators. Series are grouped once (labels do not change across
 //! steps); each group is then folded step by step in input order, as Prometheus does.
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 
 use rayon::prelude::*;
 

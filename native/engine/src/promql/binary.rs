@@ -1,7 +1,7 @@
 //! Binary operators: scalar/scalar, vector/scalar, vector/vector with matching
 //! (`on`, `ignoring`, `group_left`, `group_right`, `bool`) and the set operators.
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 
 use super::eval::{collide, Evaluator};
 use super::expr::{BinOp, Card, Matching};

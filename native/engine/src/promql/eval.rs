@@ -1,6 +1,6 @@
 //! Dispatch over the expression tree, subqueries, label-set collisions and limits.
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
@@ -207,47 +207,53 @@ fn eval_times(_arg: &Expr, g: &Grid) -> Vec<i64> {
 
 /// Merges series with the same labels; two of them present at the same step is
 /// Prometheus's "vector cannot contain metrics with the same labelset".
-pub fn collide(series: Vec<Series>) -> Result<Vec<Series>> {
-    let mut index: HashMap<super::value::Labels, usize> = HashMap::with_capacity(series.len());
-    let mut out: Vec<Series> = Vec::with_capacity(series.len());
-    for s in series {
-        if !s.any() {
-            continue;
-        }
-        match index.get(&s.labels) {
-            Some(&i) => {
-                let target = &mut out[i];
-                for (slot, v) in target.vals.iter_mut().zip(s.vals) {
-                    if v.is_some() {
-                        if slot.is_some() {
-                            return Err(exec_err(SAME_LABELSET));
-                        }
-                        *slot = v;
-                    }
-                }
-            }
-            None => {
-                index.insert(s.labels.clone(), out.len());
-                out.push(s);
+pub fn collide(mut series: Vec<Series>) -> Result<Vec<Series>> {
+    series.retain(Series::any);
+    // Label sets are compared by reference: repeated label sets are rare, and a copy
+    // of every series' labels would cost more than the check.
+    let mut dups: Vec<(usize, usize)> = vec![]; // (repeat, first with those labels)
+    {
+        let mut first: HashMap<&super::value::Labels, usize> = HashMap::with_capacity(series.len());
+        for (i, s) in series.iter().enumerate() {
+            if let Some(&f) = first.get(&s.labels) {
+                dups.push((i, f));
+            } else {
+                first.insert(&s.labels, i);
             }
         }
     }
-    Ok(out)
+    if dups.is_empty() {
+        return Ok(series);
+    }
+    let mut merged = vec![false; series.len()];
+    for (i, f) in dups {
+        let vals = std::mem::take(&mut series[i].vals);
+        for (slot, v) in series[f].vals.iter_mut().zip(vals) {
+            if v.is_some() {
+                if slot.is_some() {
+                    return Err(exec_err(SAME_LABELSET));
+                }
+                *slot = v;
+            }
+        }
+        merged[i] = true;
+    }
+    let mut i = 0;
+    series.retain(|_| {
+        i += 1;
+        !merged[i - 1]
+    });
+    Ok(series)
 }
 
 /// Like [`collide`], but any two non-empty series with the same labels are an error
 /// (Prometheus checks whole matrices after range functions and unary minus).
-pub fn collide_strict(series: Vec<Series>) -> Result<Vec<Series>> {
-    let mut seen = std::collections::HashSet::with_capacity(series.len());
-    let mut out = Vec::with_capacity(series.len());
-    for s in series {
-        if !s.any() {
-            continue;
-        }
-        if !seen.insert(s.labels.clone()) {
-            return Err(exec_err(SAME_LABELSET));
-        }
-        out.push(s);
+pub fn collide_strict(mut series: Vec<Series>) -> Result<Vec<Series>> {
+    series.retain(Series::any);
+    let mut seen = hashbrown::HashSet::with_capacity(series.len());
+    if series.iter().any(|s| !seen.insert(&s.labels)) {
+        return Err(exec_err(SAME_LABELSET));
     }
-    Ok(out)
+    drop(seen);
+    Ok(series)
 }

@@ -1,7 +1,7 @@
 //! Quantiles: over a set of values (`quantile`, `quantile_over_time`) and over
 //! classic `le` histogram buckets (`histogram_quantile`).
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 
 use super::value::{drop_name, get, Labels, Series};
 
