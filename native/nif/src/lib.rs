@@ -21,6 +21,7 @@ mod convert;
 mod ingest;
 mod promql;
 mod read;
+mod resolved;
 mod spool;
 mod write;
 

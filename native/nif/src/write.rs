@@ -313,7 +313,7 @@ fn write_small(res: ResourceArc<StoreRes>, entries: Term, unit_ms: i64) -> NifRe
 
 const RESOLVED_SHAPE: &str = "expected {series_id, value} or {series_id, value, timestamp}";
 
-fn decode_resolved(entries: Term, unit_ms: i64) -> NifResult<(Vec<SeriesId>, Vec<i64>, Vec<f64>)> {
+pub fn decode_resolved(entries: Term, unit_ms: i64) -> NifResult<(Vec<SeriesId>, Vec<i64>, Vec<f64>)> {
     if !entries.is_list() {
         return Err(bad_input("entries must be a list"));
     }

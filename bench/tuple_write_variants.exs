@@ -1,0 +1,92 @@
+# Pre-resolved tuple writes (`write_resolved(store, [{id, value, ts}])`): variants of the
+# NIF side by side on the same batches, with the harness of embedded_throughput.exs
+# (each batch built right before its call; only the call is timed). Every variant gets
+# its own freshly built copy of each batch, and the order of variants rotates per batch.
+#
+#   MIX_ENV=prod mix run bench/tuple_write_variants.exs
+#
+#   BENCH_HOSTS [200], BENCH_STEPS [360]: data set as in embedded_throughput (7800-point batches)
+#   BENCH_VARIANTS: comma-separated subset of the variant names below
+for f <- ~w(devops stats), do: Code.require_file("support/#{f}.ex", __DIR__)
+alias Bench.{Devops, Stats}
+alias TimelessMetrics, as: TM
+alias TimelessMetrics.Native
+
+hosts = Stats.env_int("BENCH_HOSTS", 200)
+steps = Stats.env_int("BENCH_STEPS", 360)
+tmp = Path.join(System.tmp_dir!(), "tm-tuples-#{System.unique_integer([:positive])}")
+File.mkdir_p!(tmp)
+
+start_ms = (System.os_time(:second) - steps * 10 - 3600) * 1000
+batches = Devops.batches(hosts, start_ms, steps)
+n_series = hosts * 39
+total = n_series * steps
+per_batch = max(1, div(10_000, n_series))
+client_batches = batches |> Enum.chunk_every(per_batch) |> Enum.map(&Enum.concat/1)
+
+store = fn name ->
+  {:ok, _} = TM.start_link(name: name, data_dir: Path.join(tmp, "#{name}"))
+  {:ok, h} = TimelessMetrics.Engine.handle(name)
+  ids = Map.new(Devops.series(hosts), fn {m, l} -> {{m, l}, elem(TM.resolve_series(name, m, l), 1)} end)
+  {h.ref, ids}
+end
+
+# Every store resolves the same series in the same order, so ids agree.
+{_, ids} = store.(:ids_only)
+resolved = Enum.map(client_batches, fn b -> Enum.map(b, fn {m, l, v, t} -> {Map.fetch!(ids, {m, l}), v, t} end) end)
+fresh = fn b -> Enum.map(b, fn {id, v, t} -> {id, v * 1.0, t} end) end
+
+all = [
+  {"decode only, rustler terms, dirty", :decode, fn _, e -> Native.exp_decode_old_dirty(e, 1) end},
+  {"decode only, rustler terms, normal", :decode, fn _, e -> Native.exp_decode_old_normal(e, 1) end},
+  {"decode only, raw enif + prefetch, dirty", :decode, fn _, e -> Native.exp_decode_raw_dirty(e, 1) end},
+  {"decode only, raw enif + prefetch, normal", :decode, fn _, e -> Native.exp_decode_raw_normal(e, 1) end},
+  {"write: current write_resolved (dirty, rustler terms)", :write, &Native.write_resolved(&1, &2, 1)},
+  {"write: raw enif + prefetch, all on dirty", :write, &Native.exp_write_raw_dirty(&1, &2, 1)},
+  {"write: raw decode on normal, engine write on dirty (schedule_nif)", :write, &Native.exp_write_split(&1, &2, 1)},
+  {"write: raw decode + engine write all on normal (not shippable)", :write, &Native.exp_write_raw_normal(&1, &2, 1)}
+]
+
+pick = System.get_env("BENCH_VARIANTS")
+variants = if pick in [nil, ""], do: all, else: Enum.filter(all, fn {n, _, _} -> Enum.any?(String.split(pick, ","), &String.contains?(n, &1)) end)
+
+variants =
+  variants
+  |> Enum.with_index()
+  |> Enum.map(fn {{name, kind, fun}, i} ->
+    ref = if kind == :write, do: elem(store.(:"v#{i}"), 0), else: nil
+    {name, ref, fun}
+  end)
+
+k = length(variants)
+:erlang.garbage_collect()
+IO.puts("#{total} points, #{length(resolved)} batches of #{per_batch * n_series}, #{k} variants; load: #{:os.cmd(~c"uptime") |> to_string() |> String.trim()}")
+
+times =
+  resolved
+  |> Enum.with_index()
+  |> Enum.reduce(List.duplicate(0, k), fn {b, bi}, acc ->
+    order = Enum.map(0..(k - 1), &rem(&1 + bi, k))
+
+    us =
+      Map.new(order, fn vi ->
+        {_, ref, fun} = Enum.at(variants, vi)
+        f = fresh.(b)
+        {t, r} = :timer.tc(fn -> fun.(ref, f) end)
+        true = r == :ok or is_integer(r)
+        {vi, t}
+      end)
+
+    Enum.map(Enum.with_index(acc), fn {a, vi} -> a + us[vi] end)
+  end)
+
+lines =
+  ["Data set: #{hosts} hosts x 39 series x #{steps} steps = #{total} points, batches of #{per_batch * n_series} built right before each call.",
+   "Load at the end: #{:os.cmd(~c"uptime") |> to_string() |> String.trim()}", "",
+   "| variant | points/s | ns/point |", "|---|---:|---:|"] ++
+    Enum.map(Enum.zip(variants, times), fn {{name, _, _}, us} ->
+      "| #{name} | #{Stats.rate(total / (us / 1.0e6))} | #{Stats.fmt(us * 1000 / total)} |"
+    end)
+
+Stats.record("tuple_write_variants", lines)
+File.rm_rf!(tmp)
