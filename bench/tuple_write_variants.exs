@@ -35,16 +35,19 @@ end
 {_, ids} = store.(:ids_only)
 resolved = Enum.map(client_batches, fn b -> Enum.map(b, fn {m, l, v, t} -> {Map.fetch!(ids, {m, l}), v, t} end) end)
 fresh = fn b -> Enum.map(b, fn {id, v, t} -> {id, v * 1.0, t} end) end
+columns = fn b ->
+  {for({id, _, _} <- b, into: <<>>, do: <<id::little-64>>), for({_, _, t} <- b, into: <<>>, do: <<t::little-signed-64>>),
+   for({_, v, _} <- b, into: <<>>, do: <<v * 1.0::float-little-64>>)}
+end
 
 all = [
-  {"decode only, rustler terms, dirty", :decode, fn _, e -> Native.exp_decode_old_dirty(e, 1) end},
-  {"decode only, rustler terms, normal", :decode, fn _, e -> Native.exp_decode_old_normal(e, 1) end},
-  {"decode only, raw enif + prefetch, dirty", :decode, fn _, e -> Native.exp_decode_raw_dirty(e, 1) end},
-  {"decode only, raw enif + prefetch, normal", :decode, fn _, e -> Native.exp_decode_raw_normal(e, 1) end},
   {"write: current write_resolved (dirty, rustler terms)", :write, &Native.write_resolved(&1, &2, 1)},
-  {"write: raw enif + prefetch, all on dirty", :write, &Native.exp_write_raw_dirty(&1, &2, 1)},
-  {"write: raw decode on normal, engine write on dirty (schedule_nif)", :write, &Native.exp_write_split(&1, &2, 1)},
-  {"write: raw decode + engine write all on normal (not shippable)", :write, &Native.exp_write_raw_normal(&1, &2, 1)}
+  {"write: enif calls, dirty", :write, &Native.exp_write_raw_dirty(&1, &2, 1, 1)},
+  {"write: direct reads, dirty", :write, &Native.exp_write_raw_dirty(&1, &2, 1, 3)},
+  {"write: direct reads + prefetch, dirty", :write, &Native.exp_write_raw_dirty(&1, &2, 1, 4)},
+  {"write: direct reads on normal, engine write on dirty (schedule_nif)", :write, &Native.exp_write_split(&1, &2, 1, 3)},
+  {"write: direct reads + engine write on normal (measurement only)", :write, &Native.exp_write_raw_normal(&1, &2, 1, 3)},
+  {"write: columnar binaries built before the clock (reference)", :columns, nil}
 ]
 
 pick = System.get_env("BENCH_VARIANTS")
@@ -54,8 +57,9 @@ variants =
   variants
   |> Enum.with_index()
   |> Enum.map(fn {{name, kind, fun}, i} ->
-    ref = if kind == :write, do: elem(store.(:"v#{i}"), 0), else: nil
-    {name, ref, fun}
+    ref = if kind in [:write, :columns], do: elem(store.(:"v#{i}"), 0), else: nil
+    fun = if kind == :columns, do: &Native.write_columns(&1, elem(&2, 0), elem(&2, 1), elem(&2, 2), 1), else: fun
+    {name, kind, ref, fun}
   end)
 
 k = length(variants)
@@ -70,8 +74,8 @@ times =
 
     us =
       Map.new(order, fn vi ->
-        {_, ref, fun} = Enum.at(variants, vi)
-        f = fresh.(b)
+        {_, kind, ref, fun} = Enum.at(variants, vi)
+        f = if kind == :columns, do: columns.(b), else: fresh.(b)
         {t, r} = :timer.tc(fn -> fun.(ref, f) end)
         true = r == :ok or is_integer(r)
         {vi, t}
@@ -84,7 +88,7 @@ lines =
   ["Data set: #{hosts} hosts x 39 series x #{steps} steps = #{total} points, batches of #{per_batch * n_series} built right before each call.",
    "Load at the end: #{:os.cmd(~c"uptime") |> to_string() |> String.trim()}", "",
    "| variant | points/s | ns/point |", "|---|---:|---:|"] ++
-    Enum.map(Enum.zip(variants, times), fn {{name, _, _}, us} ->
+    Enum.map(Enum.zip(variants, times), fn {{name, _, _, _}, us} ->
       "| #{name} | #{Stats.rate(total / (us / 1.0e6))} | #{Stats.fmt(us * 1000 / total)} |"
     end)
 

@@ -35,9 +35,9 @@ defmodule TimelessMetrics.Native do
   def exp_decode_old_normal(_entries, _unit_ms), do: nif()
   def exp_decode_raw_dirty(_entries, _unit_ms), do: nif()
   def exp_decode_raw_normal(_entries, _unit_ms), do: nif()
-  def exp_write_raw_dirty(_store, _entries, _unit_ms), do: nif()
-  def exp_write_raw_normal(_store, _entries, _unit_ms), do: nif()
-  def exp_write_split(_store, _entries, _unit_ms), do: nif()
+  def exp_write_raw_dirty(_store, _entries, _unit_ms, _variant), do: nif()
+  def exp_write_raw_normal(_store, _entries, _unit_ms, _variant), do: nif()
+  def exp_write_split(_store, _entries, _unit_ms, _variant), do: nif()
   def exp_decode_cpu_dirty(_entries, _variant), do: nif()
   def exp_decode_cpu_normal(_entries, _variant), do: nif()
 

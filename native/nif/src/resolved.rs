@@ -4,10 +4,18 @@
 use rustler::sys::{
     enif_get_double, enif_get_int64, enif_get_list_cell, enif_get_tuple, enif_get_uint64, ErlNifEnv, ErlNifTerm,
 };
-use rustler::{Env, Error as NifError, Term};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use rustler::codegen_runtime::handle_nif_result;
+use rustler::sys::{enif_consume_timeslice, enif_schedule_nif, ERL_NIF_DIRTY_JOB_IO_BOUND, ERL_NIF_NORMAL_JOB};
+use rustler::{Atom, Encoder, Env, Error as NifError, NifResult, ResourceArc, Term};
+use timeless_engine::store::now_ms;
+use timeless_engine::wal::FsyncPolicy;
 use timeless_engine::SeriesId;
 
-use crate::convert::{bad_input, decode_timestamp, decode_value};
+use crate::convert::{bad_input, decode_timestamp, decode_value, engine_err};
+use crate::{atoms, StoreRes};
 
 const RESOLVED_SHAPE: &str = "expected {series_id, value} or {series_id, value, timestamp}";
 
@@ -334,18 +342,169 @@ pub fn decode_slice<const FAST: bool, const PREFETCH: bool>(
     }
 }
 
+// ---------------------------------------------------------------- the NIF
+
+/// Entries decoded per step, and points written per engine call, between two reports
+/// to the scheduler (each a few tens to a few hundred microseconds).
+const DECODE_SLICE: usize = 4096;
+const WRITE_SLICE: usize = 2048;
+
+/// A batch between two steps of `write_resolved` (it yielded).
+pub struct PendingRes {
+    state: Mutex<Option<Pending>>,
+}
+
+#[rustler::resource_impl]
+impl rustler::Resource for PendingRes {}
+
+struct Pending {
+    cols: Columns,
+    unit_ms: i64,
+    now: i64,
+    /// Every entry is decoded and the ids checked.
+    decoded: bool,
+    /// Points written so far.
+    written: usize,
+}
+
+enum Next {
+    Done,
+    /// The timeslice is used up: continue later on a normal scheduler.
+    Yield(ErlNifTerm),
+    /// Write the rest on a dirty I/O scheduler (the WAL syncs on every append).
+    DirtyIo,
+}
+
+/// Time spent since the last report, told to the scheduler; true if the timeslice is used up.
+struct Clock(Instant);
+
+impl Clock {
+    fn used_up(&mut self, env: Env) -> bool {
+        let now = Instant::now();
+        let pct = ((now - self.0).as_micros() / 10).clamp(1, 100) as i32;
+        self.0 = now;
+        // SAFETY: a process-bound env of a NIF call.
+        unsafe { enif_consume_timeslice(env.as_c_arg(), pct) == 1 }
+    }
+}
+
+/// Decode what is left of the batch, check it, and write it, slice by slice.
+fn advance(env: Env, store: &StoreRes, p: &mut Pending, mut rest: ErlNifTerm) -> NifResult<Next> {
+    let mut clock = Clock(Instant::now());
+    while !p.decoded {
+        let first = p.cols.ids.len();
+        match decode_slice::<true, false>(env, rest, first, DECODE_SLICE, p.unit_ms, p.now, &mut p.cols)? {
+            SliceEnd::Done => {
+                p.decoded = true;
+                store.store.check_ids(&p.cols.ids).map_err(engine_err)?;
+                if matches!(store.store.config().fsync, FsyncPolicy::Always) {
+                    return Ok(Next::DirtyIo);
+                }
+            }
+            SliceEnd::More(r) => rest = r,
+        }
+        if clock.used_up(env) {
+            return Ok(Next::Yield(rest));
+        }
+    }
+    let n = p.cols.ids.len();
+    while p.written < n {
+        let (a, b) = (p.written, (p.written + WRITE_SLICE).min(n));
+        store.store.write_unchecked(&p.cols.ids[a..b], &p.cols.ts[a..b], &p.cols.vals[a..b]).map_err(engine_err)?;
+        p.written = b;
+        if b < n && clock.used_up(env) {
+            return Ok(Next::Yield(rest));
+        }
+    }
+    Ok(Next::Done)
+}
+
+/// Run `advance` and act on its answer: `:ok`, an error, or the next step scheduled.
+fn run<'a>(env: Env<'a>, store: ResourceArc<StoreRes>, mut p: Pending, res: Option<ResourceArc<PendingRes>>, rest: ErlNifTerm) -> NifResult<Term<'a>> {
+    let next = advance(env, &store, &mut p, rest);
+    let (flags, fun, rest): (i32, Continuation, ErlNifTerm) = match next {
+        Ok(Next::Done) => {
+            p.cols.give_back();
+            return Ok(atoms::ok().encode(env));
+        }
+        Err(e) => {
+            p.cols.give_back();
+            return Err(e);
+        }
+        Ok(Next::Yield(rest)) => (ERL_NIF_NORMAL_JOB as i32, resolved_step, rest),
+        Ok(Next::DirtyIo) => (ERL_NIF_DIRTY_JOB_IO_BOUND as i32, resolved_dirty, rest),
+    };
+    let res = match res {
+        Some(res) => {
+            *res.state.lock().unwrap_or_else(|e| e.into_inner()) = Some(p);
+            res
+        }
+        None => ResourceArc::new(PendingRes { state: Mutex::new(Some(p)) }),
+    };
+    let args = [store.encode(env).as_c_arg(), res.encode(env).as_c_arg(), rest];
+    // SAFETY: schedules `fun` with terms of this env as its arguments.
+    let t = unsafe { enif_schedule_nif(env.as_c_arg(), c"write_resolved".as_ptr(), flags, fun, 3, args.as_ptr()) };
+    Ok(unsafe { Term::new(env, t) })
+}
+
+type Continuation = unsafe extern "C" fn(*mut ErlNifEnv, i32, *const ErlNifTerm) -> ErlNifTerm;
+
+/// The arguments of a continuation: the store, the pending batch (taken out of its
+/// resource), and the rest of the list.
+fn continuation_args<'a>(env: Env<'a>, args: &[ErlNifTerm]) -> NifResult<(ResourceArc<StoreRes>, ResourceArc<PendingRes>, Pending, ErlNifTerm)> {
+    let store: ResourceArc<StoreRes> = unsafe { Term::new(env, args[0]) }.decode()?;
+    let res: ResourceArc<PendingRes> = unsafe { Term::new(env, args[1]) }.decode()?;
+    let p = res.state.lock().unwrap_or_else(|e| e.into_inner()).take().ok_or(NifError::BadArg)?;
+    Ok((store, res, p, args[2]))
+}
+
+/// A later step of `write_resolved` on a normal scheduler.
+unsafe extern "C" fn resolved_step(env: *mut ErlNifEnv, argc: i32, argv: *const ErlNifTerm) -> ErlNifTerm {
+    let marker = ();
+    let env = Env::new(&marker, env);
+    let args = std::slice::from_raw_parts(argv, argc as usize);
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let (store, res, p, rest) = continuation_args(env, args)?;
+        run(env, store, p, Some(res), rest)
+    }));
+    handle_nif_result(r, env).apply(env)
+}
+
+/// The write of a decoded batch on a dirty I/O scheduler (fsync: :always).
+unsafe extern "C" fn resolved_dirty(env: *mut ErlNifEnv, argc: i32, argv: *const ErlNifTerm) -> ErlNifTerm {
+    let marker = ();
+    let env = Env::new(&marker, env);
+    let args = std::slice::from_raw_parts(argv, argc as usize);
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> NifResult<Atom> {
+        let (store, _res, p, _) = continuation_args(env, args)?;
+        let w = p.written;
+        let r = store.store.write_unchecked(&p.cols.ids[w..], &p.cols.ts[w..], &p.cols.vals[w..]).map_err(engine_err);
+        p.cols.give_back();
+        r.map(|_| atoms::ok())
+    }));
+    handle_nif_result(r, env).apply(env)
+}
+
+/// `write_resolved(store, [{id, value} | {id, value, ts}], unit_ms)`
+///
+/// On a normal scheduler: the list is decoded (and the ids checked) whole before
+/// anything is written, then written in slices; the call reports its time to the
+/// scheduler and yields (continuing where it stopped) when its timeslice is used up,
+/// so a batch of any length keeps within about a millisecond per step. With
+/// `fsync: :always` the write goes to a dirty I/O scheduler. A batch that yields
+/// between its write slices can be seen part-written by readers meanwhile.
+#[rustler::nif]
+fn write_resolved<'a>(env: Env<'a>, res: ResourceArc<StoreRes>, entries: Term<'a>, unit_ms: i64) -> NifResult<Term<'a>> {
+    if !entries.is_list() {
+        return Err(bad_input("entries must be a list"));
+    }
+    let p = Pending { cols: Columns::take(), unit_ms, now: now_ms(), decoded: false, written: 0 };
+    run(env, res, p, None, entries.as_c_arg())
+}
+
 // ---------------------------------------------------------------- experiments (temporary)
 
-use std::sync::Mutex;
-use std::time::Instant;
-
-use rustler::codegen_runtime::handle_nif_result;
-use rustler::sys::{enif_consume_timeslice, enif_schedule_nif, ERL_NIF_DIRTY_JOB_CPU_BOUND};
-use rustler::{Atom, Encoder, NifResult, ResourceArc};
-use timeless_engine::store::now_ms;
-
-use crate::convert::engine_err;
-use crate::{atoms, StoreRes};
+use rustler::sys::ERL_NIF_DIRTY_JOB_CPU_BOUND;
 
 fn old_decode(entries: Term, unit_ms: i64) -> NifResult<Columns> {
     let (ids, ts, vals) = crate::write::decode_resolved(entries, unit_ms)?;
@@ -354,6 +513,16 @@ fn old_decode(entries: Term, unit_ms: i64) -> NifResult<Columns> {
 
 fn raw_decode(env: Env, entries: Term, unit_ms: i64) -> NifResult<Columns> {
     raw_decode_v::<true, true>(env, entries, unit_ms)
+}
+
+fn decode_variant(env: Env, entries: Term, unit_ms: i64, variant: u32) -> NifResult<Columns> {
+    match variant {
+        0 => old_decode(entries, unit_ms),
+        1 => raw_decode_v::<false, false>(env, entries, unit_ms),
+        2 => raw_decode_v::<false, true>(env, entries, unit_ms),
+        3 => raw_decode_v::<true, false>(env, entries, unit_ms),
+        _ => raw_decode_v::<true, true>(env, entries, unit_ms),
+    }
 }
 
 fn raw_decode_v<const F: bool, const P: bool>(env: Env, entries: Term, unit_ms: i64) -> NifResult<Columns> {
@@ -387,16 +556,16 @@ fn exp_decode_raw_normal<'a>(env: Env<'a>, entries: Term<'a>, unit_ms: i64) -> N
     Ok(n)
 }
 #[rustler::nif(schedule = "DirtyCpu")]
-fn exp_write_raw_dirty<'a>(env: Env<'a>, res: ResourceArc<StoreRes>, entries: Term<'a>, unit_ms: i64) -> NifResult<Atom> {
-    let c = raw_decode(env, entries, unit_ms)?;
+fn exp_write_raw_dirty<'a>(env: Env<'a>, res: ResourceArc<StoreRes>, entries: Term<'a>, unit_ms: i64, variant: u32) -> NifResult<Atom> {
+    let c = decode_variant(env, entries, unit_ms, variant)?;
     let r = res.store.write(&c.ids, &c.ts, &c.vals).map_err(engine_err);
     c.give_back();
     r?;
     Ok(atoms::ok())
 }
 #[rustler::nif]
-fn exp_write_raw_normal<'a>(env: Env<'a>, res: ResourceArc<StoreRes>, entries: Term<'a>, unit_ms: i64) -> NifResult<Atom> {
-    let c = raw_decode(env, entries, unit_ms)?;
+fn exp_write_raw_normal<'a>(env: Env<'a>, res: ResourceArc<StoreRes>, entries: Term<'a>, unit_ms: i64, variant: u32) -> NifResult<Atom> {
+    let c = decode_variant(env, entries, unit_ms, variant)?;
     let r = res.store.write(&c.ids, &c.ts, &c.vals).map_err(engine_err);
     c.give_back();
     r?;
@@ -430,9 +599,9 @@ unsafe extern "C" fn exp_dirty_write(env: *mut ErlNifEnv, argc: i32, argv: *cons
 /// Normal-scheduler decode (whole list, no yielding: experiment), then the write on a
 /// dirty scheduler through enif_schedule_nif.
 #[rustler::nif]
-fn exp_write_split<'a>(env: Env<'a>, res: ResourceArc<StoreRes>, entries: Term<'a>, unit_ms: i64) -> NifResult<Term<'a>> {
+fn exp_write_split<'a>(env: Env<'a>, res: ResourceArc<StoreRes>, entries: Term<'a>, unit_ms: i64, variant: u32) -> NifResult<Term<'a>> {
     let t0 = Instant::now();
-    let c = raw_decode(env, entries, unit_ms)?;
+    let c = decode_variant(env, entries, unit_ms, variant)?;
     let pct = (t0.elapsed().as_micros() / 10).clamp(1, 100) as i32;
     unsafe { enif_consume_timeslice(env.as_c_arg(), pct) };
     let dec = ResourceArc::new(DecodedRes { cols: Mutex::new(Some(c)) });

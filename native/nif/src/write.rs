@@ -338,14 +338,6 @@ pub fn decode_resolved(entries: Term, unit_ms: i64) -> NifResult<(Vec<SeriesId>,
     Ok((ids, ts, vals))
 }
 
-/// `write_resolved(store, [{id, value} | {id, value, ts}], unit_ms)`
-#[rustler::nif(schedule = "DirtyCpu")]
-fn write_resolved(res: ResourceArc<StoreRes>, entries: Term, unit_ms: i64) -> NifResult<Atom> {
-    let (ids, ts, vals) = decode_resolved(entries, unit_ms)?;
-    res.store.write(&ids, &ts, &vals).map_err(engine_err)?;
-    Ok(atoms::ok())
-}
-
 /// Columnar pre-resolved write: three binaries of little-endian u64 ids, i64
 /// timestamps (in units of `unit_ms` milliseconds) and f64 values (the fastest path;
 /// no per-point terms at all).
