@@ -6,7 +6,7 @@
 #   MIX_ENV=prod mix run bench/tuple_write_variants.exs
 #
 #   BENCH_HOSTS [200], BENCH_STEPS [360]: data set as in embedded_throughput (7800-point batches)
-#   BENCH_VARIANTS: comma-separated subset of the variant names below
+#   BENCH_VARIANTS: |-separated substrings of the variant names below (a subset)
 for f <- ~w(devops stats), do: Code.require_file("support/#{f}.ex", __DIR__)
 alias Bench.{Devops, Stats}
 alias TimelessMetrics, as: TM
@@ -41,17 +41,19 @@ columns = fn b ->
 end
 
 all = [
-  {"write: current write_resolved (dirty, rustler terms)", :write, &Native.write_resolved(&1, &2, 1)},
-  {"write: enif calls, dirty", :write, &Native.exp_write_raw_dirty(&1, &2, 1, 1)},
-  {"write: direct reads, dirty", :write, &Native.exp_write_raw_dirty(&1, &2, 1, 3)},
-  {"write: direct reads + prefetch, dirty", :write, &Native.exp_write_raw_dirty(&1, &2, 1, 4)},
-  {"write: direct reads on normal, engine write on dirty (schedule_nif)", :write, &Native.exp_write_split(&1, &2, 1, 3)},
-  {"write: direct reads + engine write on normal (measurement only)", :write, &Native.exp_write_raw_normal(&1, &2, 1, 3)},
-  {"write: columnar binaries built before the clock (reference)", :columns, nil}
+  {"before: rustler-term decode + engine write, all on a dirty CPU scheduler (the old write_resolved)", :write, &Native.exp_write_raw_dirty(&1, &2, 1, 0)},
+  {"enif calls decode + engine write, all on dirty", :write, &Native.exp_write_raw_dirty(&1, &2, 1, 1)},
+  {"direct reads + engine write, all on dirty", :write, &Native.exp_write_raw_dirty(&1, &2, 1, 3)},
+  {"direct reads on normal, engine write on dirty (schedule_nif)", :write, &Native.exp_write_split(&1, &2, 1, 3)},
+  {"after: write_resolved (direct reads, normal scheduler, slices + yield)", :write, &Native.write_resolved(&1, &2, 1)},
+  {"write_resolved with write slices of 4096", :write, fn r, e -> Native.exp_set_write_slice(4096); x = Native.write_resolved(r, e, 1); Native.exp_set_write_slice(2048); x end},
+  {"write_resolved with write slices of 8192", :write, fn r, e -> Native.exp_set_write_slice(8192); x = Native.write_resolved(r, e, 1); Native.exp_set_write_slice(2048); x end},
+  {"direct reads + one engine write on normal, no slicing (measurement only)", :write, &Native.exp_write_raw_normal(&1, &2, 1, 3)},
+  {"columnar binaries built before the clock (reference)", :columns, nil}
 ]
 
 pick = System.get_env("BENCH_VARIANTS")
-variants = if pick in [nil, ""], do: all, else: Enum.filter(all, fn {n, _, _} -> Enum.any?(String.split(pick, ","), &String.contains?(n, &1)) end)
+variants = if pick in [nil, ""], do: all, else: Enum.filter(all, fn {n, _, _} -> Enum.any?(String.split(pick, "|"), &String.contains?(n, &1)) end)
 
 variants =
   variants

@@ -39,6 +39,7 @@ defmodule TimelessMetrics.Native do
   def exp_write_raw_normal(_store, _entries, _unit_ms, _variant), do: nif()
   def exp_write_split(_store, _entries, _unit_ms, _variant), do: nif()
   def exp_decode_cpu_dirty(_entries, _variant), do: nif()
+  def exp_set_write_slice(_n), do: nif()
   def exp_decode_cpu_normal(_entries, _variant), do: nif()
 
   # -- ingest path -------------------------------------------------------------

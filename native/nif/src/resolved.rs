@@ -349,6 +349,12 @@ pub fn decode_slice<const FAST: bool, const PREFETCH: bool>(
 const DECODE_SLICE: usize = 4096;
 const WRITE_SLICE: usize = 2048;
 
+static EXP_WRITE_SLICE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(WRITE_SLICE);
+#[rustler::nif]
+fn exp_set_write_slice(n: usize) -> usize {
+    EXP_WRITE_SLICE.swap(n, std::sync::atomic::Ordering::Relaxed)
+}
+
 /// A batch between two steps of `write_resolved` (it yielded).
 pub struct PendingRes {
     state: Mutex<Option<Pending>>,
@@ -409,7 +415,7 @@ fn advance(env: Env, store: &StoreRes, p: &mut Pending, mut rest: ErlNifTerm) ->
     }
     let n = p.cols.ids.len();
     while p.written < n {
-        let (a, b) = (p.written, (p.written + WRITE_SLICE).min(n));
+        let (a, b) = (p.written, (p.written + EXP_WRITE_SLICE.load(std::sync::atomic::Ordering::Relaxed)).min(n));
         store.store.write_unchecked(&p.cols.ids[a..b], &p.cols.ts[a..b], &p.cols.vals[a..b]).map_err(engine_err)?;
         p.written = b;
         if b < n && clock.used_up(env) {
