@@ -30,17 +30,6 @@ defmodule TimelessMetrics.Native do
   def write_batch(_store, _entries, _unit_ms), do: nif()
   def write_resolved(_store, _entries, _unit_ms), do: nif()
   def write_columns(_store, _ids, _timestamps, _values, _unit_ms), do: nif()
-  # experiments (temporary)
-  def exp_decode_old_dirty(_entries, _unit_ms), do: nif()
-  def exp_decode_old_normal(_entries, _unit_ms), do: nif()
-  def exp_decode_raw_dirty(_entries, _unit_ms), do: nif()
-  def exp_decode_raw_normal(_entries, _unit_ms), do: nif()
-  def exp_write_raw_dirty(_store, _entries, _unit_ms, _variant), do: nif()
-  def exp_write_raw_normal(_store, _entries, _unit_ms, _variant), do: nif()
-  def exp_write_split(_store, _entries, _unit_ms, _variant), do: nif()
-  def exp_decode_cpu_dirty(_entries, _variant), do: nif()
-  def exp_set_write_slice(_n), do: nif()
-  def exp_decode_cpu_normal(_entries, _variant), do: nif()
 
   # -- ingest path -------------------------------------------------------------
   def decompress(_encoding, _body, _max_bytes), do: nif()

@@ -56,28 +56,8 @@ impl Columns {
     }
 }
 
-/// Entries fetched per round: the list cells are walked first (prefetching each
-/// entry's tuple), then the tuples are read (prefetching each value's box), then the
-/// values; the loads of a round overlap instead of each waiting on the previous.
+/// Entries read per round: the list cells first, then their tuples.
 const ROUND: usize = 32;
-
-#[inline(always)]
-fn prefetch_boxed(term: ErlNifTerm) {
-    // A boxed term (tuple, float, bignum) is a pointer tagged 0b10 in its low bits;
-    // prefetching is only a hint (no fault on any address), so a term of another kind
-    // costs nothing but the instruction.
-    #[cfg(target_arch = "x86_64")]
-    unsafe {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        // SAFETY: ErlNifTerm is a transparent machine word.
-        let word: usize = std::mem::transmute(term);
-        if word & 0b11 == 0b10 {
-            _mm_prefetch::<_MM_HINT_T0>((word & !0b11) as *const i8);
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = term;
-}
 
 /// How a slice ended.
 pub enum SliceEnd {
@@ -226,10 +206,10 @@ pub fn fast_layout_ok(env: Env) -> bool {
 }
 
 /// Decode up to `max` entries of `list` into `out`. `first` is the index of the
-/// first entry of `list` within the whole batch (for error messages). With `FAST`,
-/// the common shape is read directly (see `raw`); `PREFETCH` overlaps the loads of
-/// `ROUND` entries.
-pub fn decode_slice<const FAST: bool, const PREFETCH: bool>(
+/// first entry of `list` within the whole batch (for error messages). The common
+/// shape is read directly (see `raw`) if `fast_layout_ok`; anything else, and every
+/// entry on a VM whose layout differs, goes through `entry_enif`.
+pub fn decode_slice(
     env: Env,
     list: ErlNifTerm,
     first: usize,
@@ -243,7 +223,7 @@ pub fn decode_slice<const FAST: bool, const PREFETCH: bool>(
     let mut done = 0usize;
     let mut heads: [ErlNifTerm; ROUND] = [ErlNifTerm::default(); ROUND];
     let mut tail = ErlNifTerm::default();
-    let fast = FAST && fast_layout_ok(env);
+    let fast = fast_layout_ok(env);
     loop {
         // 1. Walk up to ROUND cells.
         let want = ROUND.min(max - done);
@@ -260,38 +240,16 @@ pub fn decode_slice<const FAST: bool, const PREFETCH: bool>(
                     heads[k] = *p;
                     rest = *p.add(1);
                 }
-                if PREFETCH {
-                    prefetch_boxed(heads[k]);
-                }
                 k += 1;
             }
         } else {
             // SAFETY: terms of this env; enif_get_list_cell only reads them.
             while k < want && unsafe { enif_get_list_cell(e, rest, &mut heads[k], &mut tail) } == 1 {
-                if PREFETCH {
-                    prefetch_boxed(heads[k]);
-                }
                 rest = tail;
                 k += 1;
             }
         }
-        // 2. Prefetch each value's box.
-        if PREFETCH && fast {
-            for h in &heads[..k] {
-                let w = raw::word(*h);
-                if w & raw::PRIMARY_MASK == raw::BOXED_TAG {
-                    // SAFETY: a boxed term of this env; a tuple of arity >= 2 has word 2.
-                    unsafe {
-                        let p = raw::boxed(w);
-                        let hdr = *p;
-                        if hdr == raw::TUPLE3 || hdr == raw::TUPLE2 {
-                            prefetch_boxed(*(p.add(2) as *const ErlNifTerm));
-                        }
-                    }
-                }
-            }
-        }
-        // 3. Decode.
+        // 2. Decode.
         for (j, &h) in heads[..k].iter().enumerate() {
             let mut quick = None;
             if fast {
@@ -349,12 +307,6 @@ pub fn decode_slice<const FAST: bool, const PREFETCH: bool>(
 const DECODE_SLICE: usize = 4096;
 const WRITE_SLICE: usize = 2048;
 
-static EXP_WRITE_SLICE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(WRITE_SLICE);
-#[rustler::nif]
-fn exp_set_write_slice(n: usize) -> usize {
-    EXP_WRITE_SLICE.swap(n, std::sync::atomic::Ordering::Relaxed)
-}
-
 /// A batch between two steps of `write_resolved` (it yielded).
 pub struct PendingRes {
     state: Mutex<Option<Pending>>,
@@ -399,7 +351,7 @@ fn advance(env: Env, store: &StoreRes, p: &mut Pending, mut rest: ErlNifTerm) ->
     let mut clock = Clock(Instant::now());
     while !p.decoded {
         let first = p.cols.ids.len();
-        match decode_slice::<true, false>(env, rest, first, DECODE_SLICE, p.unit_ms, p.now, &mut p.cols)? {
+        match decode_slice(env, rest, first, DECODE_SLICE, p.unit_ms, p.now, &mut p.cols)? {
             SliceEnd::Done => {
                 p.decoded = true;
                 store.store.check_ids(&p.cols.ids).map_err(engine_err)?;
@@ -415,7 +367,7 @@ fn advance(env: Env, store: &StoreRes, p: &mut Pending, mut rest: ErlNifTerm) ->
     }
     let n = p.cols.ids.len();
     while p.written < n {
-        let (a, b) = (p.written, (p.written + EXP_WRITE_SLICE.load(std::sync::atomic::Ordering::Relaxed)).min(n));
+        let (a, b) = (p.written, (p.written + WRITE_SLICE).min(n));
         store.store.write_unchecked(&p.cols.ids[a..b], &p.cols.ts[a..b], &p.cols.vals[a..b]).map_err(engine_err)?;
         p.written = b;
         if b < n && clock.used_up(env) {
@@ -506,151 +458,4 @@ fn write_resolved<'a>(env: Env<'a>, res: ResourceArc<StoreRes>, entries: Term<'a
     }
     let p = Pending { cols: Columns::take(), unit_ms, now: now_ms(), decoded: false, written: 0 };
     run(env, res, p, None, entries.as_c_arg())
-}
-
-// ---------------------------------------------------------------- experiments (temporary)
-
-use rustler::sys::ERL_NIF_DIRTY_JOB_CPU_BOUND;
-
-fn old_decode(entries: Term, unit_ms: i64) -> NifResult<Columns> {
-    let (ids, ts, vals) = crate::write::decode_resolved(entries, unit_ms)?;
-    Ok(Columns { ids, ts, vals })
-}
-
-fn raw_decode(env: Env, entries: Term, unit_ms: i64) -> NifResult<Columns> {
-    raw_decode_v::<true, true>(env, entries, unit_ms)
-}
-
-fn decode_variant(env: Env, entries: Term, unit_ms: i64, variant: u32) -> NifResult<Columns> {
-    match variant {
-        0 => old_decode(entries, unit_ms),
-        1 => raw_decode_v::<false, false>(env, entries, unit_ms),
-        2 => raw_decode_v::<false, true>(env, entries, unit_ms),
-        3 => raw_decode_v::<true, false>(env, entries, unit_ms),
-        _ => raw_decode_v::<true, true>(env, entries, unit_ms),
-    }
-}
-
-fn raw_decode_v<const F: bool, const P: bool>(env: Env, entries: Term, unit_ms: i64) -> NifResult<Columns> {
-    let mut c = Columns::take();
-    match decode_slice::<F, P>(env, entries.as_c_arg(), 0, usize::MAX, unit_ms, now_ms(), &mut c)? {
-        SliceEnd::Done => Ok(c),
-        SliceEnd::More(_) => unreachable!(),
-    }
-}
-
-#[rustler::nif(schedule = "DirtyCpu")]
-fn exp_decode_old_dirty(entries: Term, unit_ms: i64) -> NifResult<usize> {
-    Ok(old_decode(entries, unit_ms)?.ids.len())
-}
-#[rustler::nif]
-fn exp_decode_old_normal(entries: Term, unit_ms: i64) -> NifResult<usize> {
-    Ok(old_decode(entries, unit_ms)?.ids.len())
-}
-#[rustler::nif(schedule = "DirtyCpu")]
-fn exp_decode_raw_dirty<'a>(env: Env<'a>, entries: Term<'a>, unit_ms: i64) -> NifResult<usize> {
-    let c = raw_decode(env, entries, unit_ms)?;
-    let n = c.ids.len();
-    c.give_back();
-    Ok(n)
-}
-#[rustler::nif]
-fn exp_decode_raw_normal<'a>(env: Env<'a>, entries: Term<'a>, unit_ms: i64) -> NifResult<usize> {
-    let c = raw_decode(env, entries, unit_ms)?;
-    let n = c.ids.len();
-    c.give_back();
-    Ok(n)
-}
-#[rustler::nif(schedule = "DirtyCpu")]
-fn exp_write_raw_dirty<'a>(env: Env<'a>, res: ResourceArc<StoreRes>, entries: Term<'a>, unit_ms: i64, variant: u32) -> NifResult<Atom> {
-    let c = decode_variant(env, entries, unit_ms, variant)?;
-    let r = res.store.write(&c.ids, &c.ts, &c.vals).map_err(engine_err);
-    c.give_back();
-    r?;
-    Ok(atoms::ok())
-}
-#[rustler::nif]
-fn exp_write_raw_normal<'a>(env: Env<'a>, res: ResourceArc<StoreRes>, entries: Term<'a>, unit_ms: i64, variant: u32) -> NifResult<Atom> {
-    let c = decode_variant(env, entries, unit_ms, variant)?;
-    let r = res.store.write(&c.ids, &c.ts, &c.vals).map_err(engine_err);
-    c.give_back();
-    r?;
-    Ok(atoms::ok())
-}
-
-/// Columns decoded on a normal scheduler, handed to the dirty write.
-pub struct DecodedRes {
-    cols: Mutex<Option<Columns>>,
-}
-
-#[rustler::resource_impl]
-impl rustler::Resource for DecodedRes {}
-
-unsafe extern "C" fn exp_dirty_write(env: *mut ErlNifEnv, argc: i32, argv: *const ErlNifTerm) -> ErlNifTerm {
-    let marker = ();
-    let env = Env::new(&marker, env);
-    let args = std::slice::from_raw_parts(argv, argc as usize);
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> NifResult<Atom> {
-        let store: ResourceArc<StoreRes> = Term::new(env, args[0]).decode()?;
-        let dec: ResourceArc<DecodedRes> = Term::new(env, args[1]).decode()?;
-        let c = dec.cols.lock().unwrap().take().ok_or(NifError::BadArg)?;
-        let r = store.store.write(&c.ids, &c.ts, &c.vals).map_err(engine_err);
-        c.give_back();
-        r?;
-        Ok(atoms::ok())
-    }));
-    handle_nif_result(r, env).apply(env)
-}
-
-/// Normal-scheduler decode (whole list, no yielding: experiment), then the write on a
-/// dirty scheduler through enif_schedule_nif.
-#[rustler::nif]
-fn exp_write_split<'a>(env: Env<'a>, res: ResourceArc<StoreRes>, entries: Term<'a>, unit_ms: i64, variant: u32) -> NifResult<Term<'a>> {
-    let t0 = Instant::now();
-    let c = decode_variant(env, entries, unit_ms, variant)?;
-    let pct = (t0.elapsed().as_micros() / 10).clamp(1, 100) as i32;
-    unsafe { enif_consume_timeslice(env.as_c_arg(), pct) };
-    let dec = ResourceArc::new(DecodedRes { cols: Mutex::new(Some(c)) });
-    let args = [res.encode(env).as_c_arg(), dec.encode(env).as_c_arg()];
-    let t = unsafe {
-        enif_schedule_nif(
-            env.as_c_arg(),
-            c"write_resolved".as_ptr(),
-            ERL_NIF_DIRTY_JOB_CPU_BOUND as i32,
-            exp_dirty_write,
-            2,
-            args.as_ptr(),
-        )
-    };
-    Ok(unsafe { Term::new(env, t) })
-}
-
-fn cpu_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-fn decode_cpu(env: Env, entries: Term, variant: u32) -> NifResult<(u64, usize)> {
-    let t0 = cpu_ns();
-    let c = match variant {
-        0 => old_decode(entries, 1)?,
-        1 => raw_decode_v::<false, false>(env, entries, 1)?,
-        2 => raw_decode_v::<false, true>(env, entries, 1)?,
-        3 => raw_decode_v::<true, false>(env, entries, 1)?,
-        _ => raw_decode_v::<true, true>(env, entries, 1)?,
-    };
-    let t1 = cpu_ns();
-    let n = c.ids.len();
-    let sum: f64 = c.vals.iter().sum::<f64>() + c.ids.iter().sum::<u64>() as f64 + c.ts.iter().map(|&t| t as f64).sum::<f64>();
-    c.give_back();
-    Ok((t1 - t0, n + (sum == 0.12345) as usize))
-}
-#[rustler::nif(schedule = "DirtyCpu")]
-fn exp_decode_cpu_dirty<'a>(env: Env<'a>, entries: Term<'a>, variant: u32) -> NifResult<(u64, usize)> {
-    decode_cpu(env, entries, variant)
-}
-#[rustler::nif]
-fn exp_decode_cpu_normal<'a>(env: Env<'a>, entries: Term<'a>, variant: u32) -> NifResult<(u64, usize)> {
-    decode_cpu(env, entries, variant)
 }
