@@ -1,14 +1,22 @@
-//! Pre-resolved tuple batches `[{id, value} | {id, value, ts}]`: decoding into
-//! columns with raw `enif_*` calls (the hot loop of `write_resolved`).
+//! `write_resolved` with a list of `{id, value}` / `{id, value, ts}` tuples.
+//!
+//! The list is decoded into columns (the common entry shape read directly from the
+//! terms, anything else through `enif_*` calls) and written on the caller's normal
+//! scheduler, without the hand-off to a dirty scheduler and back (which cost more
+//! than the decoding, and much more on a busy machine; a cold cache on the dirty
+//! scheduler's core was not measurable). Decoding and writing go in slices; after each the
+//! call reports its time with `enif_consume_timeslice` and yields through
+//! `enif_schedule_nif` when the timeslice is used up. See
+//! bench/results/tuple-write-notes-2026-11-26.md for the measurements behind this.
 
-use rustler::sys::{
-    enif_get_double, enif_get_int64, enif_get_list_cell, enif_get_tuple, enif_get_uint64, ErlNifEnv, ErlNifTerm,
-};
 use std::sync::Mutex;
 use std::time::Instant;
 
 use rustler::codegen_runtime::handle_nif_result;
-use rustler::sys::{enif_consume_timeslice, enif_schedule_nif, ERL_NIF_DIRTY_JOB_IO_BOUND, ERL_NIF_NORMAL_JOB};
+use rustler::sys::{
+    enif_consume_timeslice, enif_get_double, enif_get_int64, enif_get_list_cell, enif_get_tuple, enif_get_uint64,
+    enif_schedule_nif, ErlNifEnv, ErlNifTerm, ERL_NIF_DIRTY_JOB_IO_BOUND, ERL_NIF_NORMAL_JOB,
+};
 use rustler::{Atom, Encoder, Env, Error as NifError, NifResult, ResourceArc, Term};
 use timeless_engine::store::now_ms;
 use timeless_engine::wal::FsyncPolicy;
@@ -29,7 +37,7 @@ pub struct Columns {
 
 /// Buffers kept for reuse: fresh ones for every batch cost page faults (and an
 /// mmap/munmap pair once they pass glibc's mmap threshold) on every call.
-static POOL: std::sync::Mutex<Vec<Columns>> = std::sync::Mutex::new(Vec::new());
+static POOL: Mutex<Vec<Columns>> = Mutex::new(Vec::new());
 /// Buffers kept at most, and the largest kept (entries).
 const POOL_KEEP: usize = 4;
 const POOL_MAX_ENTRIES: usize = 1 << 18;
