@@ -131,6 +131,13 @@ defmodule TimelessMetrics do
   fastest way in (no term per point). A columnar batch with a bad entry is refused
   whole, like the others.
 
+  A list batch is decoded and checked whole on the caller's scheduler, then written
+  in slices of a few thousand points; a long batch yields between slices (it never
+  holds a scheduler much over a millisecond), so a concurrent reader can see part of
+  it before the call returns, and a store stopped meanwhile answers
+  `{:error, {:unavailable, _}}` with the slices before kept. With `fsync: :always`
+  the write runs on a dirty I/O scheduler.
+
       iex> {:ok, id} = TimelessMetrics.resolve_series(:metrics, "cpu", %{"host" => "a"})
       iex> TimelessMetrics.write_resolved(:metrics, [{id, 1.0, 1_700_000_000}, {id, 2.0, 1_700_000_010}])
       :ok

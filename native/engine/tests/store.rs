@@ -294,3 +294,16 @@ fn model_on_disk_with_restarts_and_crashes() {
         model_run(seed, Some(dir.path()));
     }
 }
+
+#[test]
+fn check_ids_refuses_ids_never_handed_out_and_writes_nothing() {
+    let (store, _) = open(None);
+    let a = series(&store, "cpu", "a");
+    store.check_ids(&[a, a]).unwrap();
+    let e = store.check_ids(&[a, a + 1]).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::BadInput);
+    assert!(e.message.starts_with("entry 1: unknown series id"), "{}", e.message);
+    assert!(store.check_ids(&[0]).is_err());
+    assert!(store.write(&[a, 0], &[1, 2], &[1.0, 2.0]).is_err());
+    assert!(all(&store, a).is_empty());
+}

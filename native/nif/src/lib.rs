@@ -6,14 +6,16 @@
 //! | module      | NIFs |
 //! |-------------|------|
 //! | [`convert`] | term <-> engine value helpers, the error tuple `{:error, {kind, message}}` |
-//! | [`write`]   | write path: `resolve`, `write_batch`, `write_resolved` |
+//! | [`write`]   | write path: `resolve`, `write_batch`, `write_columns` |
+//! | [`resolved`] | `write_resolved` (tuple lists): direct term reads, normal scheduler, slices and yields |
 //! | [`read`]    | read path: `read_series`, `read_many`, `aggregate`, `latest`, listings |
 //! | [`ingest`]  | ingest path: `decompress`, `ingest` / `ingest_many` (parse + resolve + write bodies) |
 //! | [`spool`]   | durable spool of accepted bodies: `spool_open/append/done/read/info` |
 //! | [`promql`]  | `promql_eval`, `promql_eval_json`: planned PromQL AST in, evaluated value (or its JSON) out; `promql_eval_json` is on a normal scheduler and hands the work to the query pool (see there) |
 //! | [`admin`]   | lifecycle and admin: open/close/flush/merge/maintain/info/delete, admin SQLite |
 //!
-//! Every NIF that can take longer than about a millisecond is on a dirty scheduler.
+//! Every NIF that can take longer than about a millisecond is on a dirty scheduler,
+//! or (`write_resolved`) reports its time with `enif_consume_timeslice` and yields.
 //! A Rust panic becomes an Erlang exception (`:nif_panicked`), never a VM crash.
 //!
 //! The library's Rust allocations go through mimalloc: queries and ingest allocate
@@ -25,6 +27,7 @@ mod convert;
 mod ingest;
 mod promql;
 mod read;
+mod resolved;
 mod spool;
 mod write;
 

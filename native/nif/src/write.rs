@@ -311,41 +311,6 @@ fn write_small(res: ResourceArc<StoreRes>, entries: Term, unit_ms: i64) -> NifRe
     write_labeled(&res, entries, unit_ms)
 }
 
-const RESOLVED_SHAPE: &str = "expected {series_id, value} or {series_id, value, timestamp}";
-
-fn decode_resolved(entries: Term, unit_ms: i64) -> NifResult<(Vec<SeriesId>, Vec<i64>, Vec<f64>)> {
-    if !entries.is_list() {
-        return Err(bad_input("entries must be a list"));
-    }
-    let now = now_ms();
-    let (mut ids, mut ts, mut vals) = (Vec::new(), Vec::new(), Vec::new());
-    for_each_entry(entries, || bad_input("entries must be a list"), |i, _, elems| {
-        let parsed = match elems {
-            Some(e) if e.len() == 2 || e.len() == 3 => (|| {
-                let id = e[0].decode::<u64>().map_err(|_| "series id must be a non-negative integer")?;
-                let v = decode_value(e[1]).ok_or("value is not a number")?;
-                let t = if e.len() == 3 { decode_timestamp(e[2], unit_ms)? } else { now };
-                Ok((id, v, t))
-            })(),
-            _ => Err(RESOLVED_SHAPE),
-        };
-        let (id, v, t) = parsed.map_err(|m| bad_input(format!("entry {i}: {m}")))?;
-        ids.push(id);
-        vals.push(v);
-        ts.push(t);
-        Ok(())
-    })?;
-    Ok((ids, ts, vals))
-}
-
-/// `write_resolved(store, [{id, value} | {id, value, ts}], unit_ms)`
-#[rustler::nif(schedule = "DirtyCpu")]
-fn write_resolved(res: ResourceArc<StoreRes>, entries: Term, unit_ms: i64) -> NifResult<Atom> {
-    let (ids, ts, vals) = decode_resolved(entries, unit_ms)?;
-    res.store.write(&ids, &ts, &vals).map_err(engine_err)?;
-    Ok(atoms::ok())
-}
-
 /// Columnar pre-resolved write: three binaries of little-endian u64 ids, i64
 /// timestamps (in units of `unit_ms` milliseconds) and f64 values (the fastest path;
 /// no per-point terms at all).

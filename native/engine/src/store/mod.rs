@@ -443,13 +443,20 @@ impl Store {
         if ids.len() != ts.len() || ts.len() != vals.len() {
             return Err(Error::bad_input("ids, timestamps and values differ in length"));
         }
+        self.check_ids(ids)?;
+        self.write_unchecked(ids, ts, vals)
+    }
+
+    /// Refuse ids this store never handed out (the check of `write`, for callers that
+    /// validate a whole batch before writing it in parts with `write_unchecked`).
+    pub fn check_ids(&self, ids: &[SeriesId]) -> Result<()> {
         let next = self.registry.next_id();
         for (i, &id) in ids.iter().enumerate() {
             if id == 0 || id >= next {
                 return Err(Error::bad_input(format!("entry {i}: unknown series id {id}")));
             }
         }
-        self.write_unchecked(ids, ts, vals)
+        Ok(())
     }
 
     /// Write points whose ids come straight from `resolve` in this call chain.
