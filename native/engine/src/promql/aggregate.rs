@@ -82,10 +82,24 @@ pub fn aggregate(
             }
             Ok(out)
         }
-        _ => Ok(groups(&input, grouping)
-            .into_iter()
-            .map(|(labels, members)| Series { labels, vals: fold_group(op, &input, &members, g.len) })
-            .collect()),
+        _ => {
+            let groups = groups(&input, grouping);
+            // Many groups (max by hostname): in parallel across groups, each folded on
+            // one thread. Few groups (sum by region): each group's steps in parallel.
+            if groups.len() >= 2 * pool().current_num_threads() {
+                Ok(pool().install(|| {
+                    groups
+                        .into_par_iter()
+                        .map(|(labels, members)| Series { labels, vals: fold_group(op, &input, &members, g.len, false) })
+                        .collect()
+                }))
+            } else {
+                Ok(groups
+                    .into_iter()
+                    .map(|(labels, members)| Series { labels, vals: fold_group(op, &input, &members, g.len, true) })
+                    .collect())
+            }
+        }
     }
 }
 
@@ -95,22 +109,25 @@ const STEPS_PER_TASK: usize = 256;
 /// Folds a group's members step by step, series-major: each member's values are walked
 /// once, front to back, into one accumulator per step (in member order, so every step
 /// sees its values in input order, as Prometheus folds them). Blocks of steps run in
-/// parallel.
-fn fold_group(op: AggOp, input: &[Series], members: &[usize], steps: usize) -> Vec<Option<f64>> {
+/// parallel when `parallel`.
+fn fold_group(op: AggOp, input: &[Series], members: &[usize], steps: usize, parallel: bool) -> Vec<Option<f64>> {
     let mut acc = vec![Acc::default(); steps];
-    pool().install(|| {
-        acc.par_chunks_mut(STEPS_PER_TASK).enumerate().for_each(|(block, accs)| {
-            let base = block * STEPS_PER_TASK;
-            for &m in members {
-                let vals = &input[m].vals[base..base + accs.len()];
-                for (a, v) in accs.iter_mut().zip(vals) {
-                    if let Some(v) = *v {
-                        a.add(op, v);
-                    }
+    let fold_block = |(block, accs): (usize, &mut [Acc])| {
+        let base = block * STEPS_PER_TASK;
+        for &m in members {
+            let vals = &input[m].vals[base..base + accs.len()];
+            for (a, v) in accs.iter_mut().zip(vals) {
+                if let Some(v) = *v {
+                    a.add(op, v);
                 }
             }
-        })
-    });
+        }
+    };
+    if parallel {
+        pool().install(|| acc.par_chunks_mut(STEPS_PER_TASK).enumerate().for_each(fold_block));
+    } else {
+        acc.chunks_mut(STEPS_PER_TASK).enumerate().for_each(fold_block);
+    }
     acc.into_iter().map(|a| a.result(op)).collect()
 }
 
