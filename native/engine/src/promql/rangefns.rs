@@ -80,6 +80,9 @@ pub struct RangeFn<'a> {
     counter_fn: bool,
     /// Window ends ascend with the steps (no `@`): windows are found by a forward sweep.
     ordered: bool,
+    /// `max_over_time` (true) / `min_over_time` (false): with ordered windows, one
+    /// pass over the points for all steps (see [`sliding_extreme`]).
+    extreme: Option<bool>,
     range: i64,
     ends: &'a [i64],
     scalars: &'a [Vec<f64>],
@@ -99,6 +102,11 @@ impl<'a> RangeFn<'a> {
             keep_name: func == "last_over_time",
             counter_fn: matches!(func, "rate" | "increase"),
             ordered: ends.windows(2).all(|w| w[0] <= w[1]),
+            extreme: match func {
+                "max_over_time" => Some(true),
+                "min_over_time" => Some(false),
+                _ => None,
+            },
             range,
             ends,
             scalars,
@@ -108,6 +116,11 @@ impl<'a> RangeFn<'a> {
 
     /// The function's value at every step for one series.
     pub fn series(&self, p: &Points) -> Result<Series> {
+        if let (Some(is_max), true) = (self.extreme, self.ordered) {
+            let mut labels = p.labels.clone();
+            drop_name(&mut labels);
+            return Ok(Series { labels, vals: sliding_extreme(&p.ts, &p.vals, self.ends, self.range, is_max) });
+        }
         let mut vals = Vec::with_capacity(self.ends.len());
         let mut sweep = Sweep::default();
         let monotonic = self.counter_fn && p.vals.windows(2).all(|w| w[1] >= w[0]);
@@ -140,6 +153,41 @@ impl<'a> RangeFn<'a> {
         }
         Ok(Series { labels, vals })
     }
+}
+
+/// `max_over_time` / `min_over_time` at every window `[end - range, end]` for ends in
+/// ascending order, in one pass over the points: a deque of candidate indexes whose
+/// values strictly decrease (max) from the front, so each point enters and leaves once
+/// however much the windows overlap. Same answer as the per-window fold: NaN points
+/// are skipped unless a window has nothing else, and of equal extremes the earliest
+/// wins (which matters for 0.0 and -0.0).
+fn sliding_extreme(ts: &[i64], vals: &[f64], ends: &[i64], range: i64, is_max: bool) -> Vec<Option<f64>> {
+    let better = |x: f64, y: f64| if is_max { x > y } else { x < y };
+    let mut deque = std::collections::VecDeque::new();
+    let (mut a, mut b) = (0usize, 0usize);
+    let mut out = Vec::with_capacity(ends.len());
+    for &end in ends {
+        while b < ts.len() && ts[b] <= end {
+            let x = vals[b];
+            if !x.is_nan() {
+                while deque.back().is_some_and(|&j: &usize| better(x, vals[j])) {
+                    deque.pop_back();
+                }
+                deque.push_back(b);
+            }
+            b += 1;
+        }
+        // every point before the window's start is at or before its end: a <= b
+        while a < b && ts[a] < end - range {
+            a += 1;
+        }
+        while deque.front().is_some_and(|&j| j < a) {
+            deque.pop_front();
+        }
+        // all NaN: the fold ends on the window's last NaN
+        out.push((a < b).then(|| deque.front().map_or(vals[b - 1], |&j| vals[j])));
+    }
+    out
 }
 
 /// Evaluates `func` over a range argument; `scalars` are the other arguments per step.
@@ -342,4 +390,60 @@ fn stdvar(vals: &[f64]) -> f64 {
         (aux, ca) = kahan_inc(delta * (f - (mean + cm)), aux, ca);
     }
     (aux + ca) / count
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The one-pass extreme agrees with the per-window kernels bit for bit, with NaNs,
+    /// signed zeros, ties, gaps and windows that hold nothing.
+    #[test]
+    fn promql_sliding_extreme_matches_the_kernels() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for round in 0..300 {
+            let n = (next() % 60) as usize;
+            let mut t = 0i64;
+            let ts: Vec<i64> = (0..n)
+                .map(|_| {
+                    t += 1 + (next() % 4) as i64 * if next() % 7 == 0 { 10 } else { 1 };
+                    t
+                })
+                .collect();
+            let pick = [1.0, 2.0, -1.0, 0.0, -0.0, f64::NAN, 3.5, 2.0, f64::from_bits(0x7ff0_0000_0000_0bad)];
+            let vals: Vec<f64> = (0..n).map(|_| pick[(next() % pick.len() as u64) as usize]).collect();
+            let range = (next() % 12) as i64;
+            let mut e = -3i64;
+            let ends: Vec<i64> = (0..25)
+                .map(|_| {
+                    e += (next() % 5) as i64;
+                    e
+                })
+                .collect();
+            for (func, is_max) in [("max_over_time", true), ("min_over_time", false)] {
+                let k = kernel(func).unwrap();
+                let got = sliding_extreme(&ts, &vals, &ends, range, is_max);
+                for (i, &end) in ends.iter().enumerate() {
+                    let a = ts.partition_point(|&t| t < end - range);
+                    let b = ts.partition_point(|&t| t <= end);
+                    let step = Step {
+                        range_start: end - range,
+                        range_end: end,
+                        range,
+                        eval_t: end,
+                        scalars: [f64::NAN; 2],
+                        monotonic: false,
+                    };
+                    let want = if a == b { None } else { k(&ts[a..b], &vals[a..b], &step).unwrap() };
+                    assert_eq!(got[i].map(f64::to_bits), want.map(f64::to_bits), "round {round} {func} end {end}");
+                }
+            }
+        }
+    }
 }
