@@ -59,8 +59,10 @@ impl<'s> ChunkSink<'s> {
     }
 }
 
-/// Points per group of a whole-head flush (see `flush_all`).
-const FLUSH_GROUP_POINTS: usize = 1 << 20;
+/// Points per group of a whole-head flush (see `flush_all`): 256k points decode to ~4 MB
+/// at a time (1M-point groups put ~14 MiB more on the RSS peak of a forced flush after
+/// bulk ingest, bench/rss_probe.exs).
+const FLUSH_GROUP_POINTS: usize = 1 << 18;
 
 impl Store {
 
