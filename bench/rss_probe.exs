@@ -67,13 +67,8 @@ defmodule Bench.RssProbe do
 end
 
 {:ok, _} = Application.ensure_all_started(:inets)
-hosts = Stats.env_int("BENCH_HOSTS", 1000)
-steps = Stats.env_int("BENCH_STEPS", 260)
-body_hosts = Stats.env_int("BENCH_BODY_HOSTS", 26)
-body_steps = Stats.env_int("BENCH_BODY_STEPS", 10)
-concurrency = Stats.env_int("BENCH_CONCURRENCY", 8)
-rounds = Stats.env_int("BENCH_ROUNDS", 4)
-formats = System.get_env("BENCH_FORMATS", "vm_json,prometheus_text,influx,remote_write") |> String.split(",") |> Enum.map(&String.to_atom/1)
+%{hosts: hosts, steps: steps, body_hosts: body_hosts, body_steps: body_steps, start_ms: start_ms} = knobs = VsVM.knobs()
+%{concurrency: concurrency, rounds: rounds, formats: formats} = knobs
 
 env =
   System.get_env("PROBE_ENV", "")
@@ -83,7 +78,6 @@ env =
 erl = System.get_env("PROBE_ERL")
 wrap = System.get_env("PROBE_WRAP")
 
-start_ms = (System.os_time(:second) - steps * 10 - 3600) * 1000
 point_bodies = VsVM.generate(hosts, steps, body_hosts, body_steps, start_ms)
 table = VsVM.series_table(hosts)
 IO.puts("server: erl flags #{inspect(erl)}, env #{inspect(env)}; #{concurrency} senders")

@@ -28,15 +28,12 @@ Code.require_file("support/vs_vm.ex", __DIR__)
 alias Bench.{Stats, VsVM}
 
 {:ok, _} = Application.ensure_all_started(:inets)
-hosts = Stats.env_int("BENCH_HOSTS", 1000)
-steps = Stats.env_int("BENCH_STEPS", 260)
-body_hosts = Stats.env_int("BENCH_BODY_HOSTS", 26)
-body_steps = Stats.env_int("BENCH_BODY_STEPS", 10)
-opts = %{concurrency: Stats.env_int("BENCH_CONCURRENCY", 8), rounds: Stats.env_int("BENCH_ROUNDS", 4)}
-formats = System.get_env("BENCH_FORMATS", "vm_json,prometheus_text,influx,remote_write") |> String.split(",") |> Enum.map(&String.to_atom/1)
+%{hosts: hosts, steps: steps, body_hosts: body_hosts, body_steps: body_steps, formats: formats, start_ms: start_ms} =
+  knobs = VsVM.knobs()
+
+opts = Map.take(knobs, [:concurrency, :rounds])
 {uptime_start, 0} = System.cmd("uptime", [])
 
-start_ms = (System.os_time(:second) - steps * 10 - 3600) * 1000
 IO.puts("generating #{hosts} hosts x 39 series x #{steps} steps ...")
 {gen_us, bodies} = :timer.tc(fn -> VsVM.generate(hosts, steps, body_hosts, body_steps, start_ms) end)
 table = VsVM.series_table(hosts)

@@ -15,11 +15,6 @@ defmodule TimelessMetrics.WriteKeysTest do
     %{store: TestStore.start!()}
   end
 
-  defp id!(s, metric, labels) do
-    {:ok, id} = TM.resolve_series(s, metric, labels)
-    id
-  end
-
   test "every spelling of one series is the same series, before and after caching", %{store: s} do
     spellings = [
       {"http_requests", %{"code" => "200", "method" => "get"}},
@@ -32,7 +27,7 @@ defmodule TimelessMetrics.WriteKeysTest do
     # One batch with every spelling, each series new to the store.
     batch = spellings |> Enum.with_index() |> Enum.map(fn {{m, l}, i} -> {m, l, i, 100 + i} end)
     assert :ok = TM.write_batch(s, batch)
-    ids = Enum.map(spellings, fn {m, l} -> id!(s, m, l) end)
+    ids = Enum.map(spellings, fn {m, l} -> TestStore.series_id!(s, m, l) end)
     assert length(Enum.uniq(ids)) == 1
 
     # Again, now from the cache.
@@ -68,7 +63,7 @@ defmodule TimelessMetrics.WriteKeysTest do
 
     # An empty label value is no label: {"a" => "", "b" => "c"} is {"b" => "c"},
     # and the later entry of the same batch wins at the same timestamp.
-    assert id!(s, "m", %{"a" => "", "b" => "c"}) == id!(s, "m", %{"b" => "c"})
+    assert TestStore.series_id!(s, "m", %{"a" => "", "b" => "c"}) == TestStore.series_id!(s, "m", %{"b" => "c"})
     assert {:ok, [{1, 6.0}, {2, 6.0}]} = TM.query(s, "m", %{"b" => "c"})
   end
 
@@ -167,17 +162,17 @@ defmodule TimelessMetrics.WriteKeysTest do
   test "series deleted and written again start afresh", %{store: s} do
     l = %{"host" => "a"}
     assert :ok = TM.write_batch(s, [{"gone", l, 1, 10}, {"kept", l, 1, 10}])
-    old = id!(s, "gone", l)
+    old = TestStore.series_id!(s, "gone", l)
     assert {:ok, 1} = TM.delete_series(s, [{"__name__", :eq, "gone"}])
     assert {:ok, []} = TM.query(s, "gone", l)
     assert :ok = TM.write_batch(s, [{"gone", l, 2, 20}, {"kept", l, 2, 20}])
-    assert id!(s, "gone", l) != old
+    assert TestStore.series_id!(s, "gone", l) != old
     assert {:ok, [{20, 2.0}]} = TM.query(s, "gone", l)
     assert {:ok, [{10, 1.0}, {20, 2.0}]} = TM.query(s, "kept", l)
   end
 
   test "write_resolved names a bad entry deep in a large batch", %{store: s} do
-    ids = for i <- 1..50, do: id!(s, "r", %{"i" => "#{i}"})
+    ids = for i <- 1..50, do: TestStore.series_id!(s, "r", %{"i" => "#{i}"})
     entries = for {id, n} <- Enum.with_index(ids), do: {id, n * 1.5, 100}
     assert :ok = TM.write_resolved(s, entries, [])
     assert {:ok, [{100, 3.0}]} = TM.query(s, "r", %{"i" => "3"})

@@ -18,13 +18,8 @@ defmodule TimelessMetrics.WriteResolvedTuplesTest do
     %{store: TestStore.start!()}
   end
 
-  defp id!(s, metric, labels) do
-    {:ok, id} = TM.resolve_series(s, metric, labels)
-    id
-  end
-
   test "mixed integer and float values, 2- and 3-tuples, special values, float timestamps", %{store: s} do
-    a = id!(s, "m", %{"k" => "a"})
+    a = TestStore.series_id!(s, "m", %{"k" => "a"})
     big = 1 <<< 62
 
     entries = [
@@ -49,8 +44,8 @@ defmodule TimelessMetrics.WriteResolvedTuplesTest do
     assert big_f == big * 1.0
 
     # {id, value} takes the time of the call.
-    b = id!(s, "m", %{"k" => "b"})
-    c = id!(s, "m", %{"k" => "c"})
+    b = TestStore.series_id!(s, "m", %{"k" => "b"})
+    c = TestStore.series_id!(s, "m", %{"k" => "c"})
     before = System.os_time(:millisecond)
     assert :ok = TM.write_resolved(s, [{b, 7}, {c, 8.5}], unit: :millisecond)
     {:ok, [{t1, 7.0}]} = TM.query(s, "m", %{"k" => "b"}, unit: :millisecond)
@@ -59,7 +54,7 @@ defmodule TimelessMetrics.WriteResolvedTuplesTest do
   end
 
   test "bad entries name their index, in any slice, and nothing of the batch is written", %{store: s} do
-    a = id!(s, "m", %{"k" => "a"})
+    a = TestStore.series_id!(s, "m", %{"k" => "a"})
     n = 20_000
     good = for i <- 0..(n - 1), do: {a, i * 1.0, i}
 
@@ -86,7 +81,7 @@ defmodule TimelessMetrics.WriteResolvedTuplesTest do
   end
 
   test "a batch long enough to yield stores every point exactly once", %{store: s} do
-    ids = for i <- 1..64, do: id!(s, "y", %{"i" => "#{i}"})
+    ids = for i <- 1..64, do: TestStore.series_id!(s, "y", %{"i" => "#{i}"})
     steps = 5_000
     # 320,000 points: about 80 decode slices and 160 write slices.
     entries = for t <- 1..steps, {id, k} <- Enum.with_index(ids), do: {id, if(rem(t, 2) == 0, do: t + k, else: t + k + 0.5), t}
@@ -112,7 +107,7 @@ defmodule TimelessMetrics.WriteResolvedTuplesTest do
     dir = Path.join(System.tmp_dir!(), "tm-tuples-#{System.unique_integer([:positive])}")
     on_exit(fn -> File.rm_rf!(dir) end)
     s = TestStore.start!(data_dir: dir, fsync: :always)
-    a = id!(s, "f", %{})
+    a = TestStore.series_id!(s, "f", %{})
     assert :ok = TM.write_resolved(s, for(t <- 1..10_000, do: {a, t, t}), unit: :millisecond)
     assert {:ok, pts} = TM.query(s, "f", %{}, unit: :millisecond)
     assert length(pts) == 10_000

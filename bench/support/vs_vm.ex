@@ -10,6 +10,26 @@ defmodule Bench.VsVM do
 
   # ------------------------------------------------------------------ data set
 
+  @doc """
+  The data set and sender knobs both scripts take from the environment (defaults in the
+  header of bench/vs_victoriametrics.exs), and the first timestamp: the last point an
+  hour before now.
+  """
+  def knobs do
+    steps = Stats.env_int("BENCH_STEPS", 260)
+
+    %{
+      hosts: Stats.env_int("BENCH_HOSTS", 1000),
+      steps: steps,
+      body_hosts: Stats.env_int("BENCH_BODY_HOSTS", 26),
+      body_steps: Stats.env_int("BENCH_BODY_STEPS", 10),
+      concurrency: Stats.env_int("BENCH_CONCURRENCY", 8),
+      rounds: Stats.env_int("BENCH_ROUNDS", 4),
+      formats: System.get_env("BENCH_FORMATS", "vm_json,prometheus_text,influx,remote_write") |> String.split(",") |> Enum.map(&String.to_atom/1),
+      start_ms: (System.os_time(:second) - steps * 10 - 3600) * 1000
+    }
+  end
+
   @doc "Bodies of points `{sid, value, ts}` in send order (time windows, then host groups)."
   def generate(hosts, steps, body_hosts, body_steps, start_ms) do
     groups = Enum.chunk_every(0..(hosts - 1), body_hosts) |> Enum.map(&(hd(&1)..List.last(&1)))

@@ -20,6 +20,13 @@ defmodule TimelessMetrics.TestStore do
     end
   end
 
+  @doc "The id of a series, created if new (`TimelessMetrics.resolve_series/3` that must succeed)."
+  @spec series_id!(atom(), String.t(), map() | keyword()) :: non_neg_integer()
+  def series_id!(store, metric, labels) do
+    {:ok, id} = TimelessMetrics.resolve_series(store, metric, labels)
+    id
+  end
+
   @doc "A name no other test uses."
   @spec unique_name(String.t()) :: atom()
   def unique_name(prefix \\ "store"), do: :"#{prefix}_#{System.unique_integer([:positive])}"

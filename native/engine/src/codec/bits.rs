@@ -88,11 +88,9 @@ impl<'a> BitReader<'a> {
             return Ok(());
         }
         let mask = (1u64 << bits) - 1;
-        // Byte offsets up to `last` have 8 bytes to load.
-        let last = self.data.len().saturating_sub(8);
         for o in out.iter_mut() {
             let byte = self.pos >> 3;
-            let word = if byte <= last && self.data.len() >= 8 {
+            let word = if byte + 8 <= self.data.len() {
                 u64::from_le_bytes(self.data[byte..byte + 8].try_into().unwrap())
             } else {
                 let mut buf = [0u8; 8];
