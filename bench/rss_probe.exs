@@ -120,6 +120,9 @@ for format <- formats, bodies = VsVM.encode_all(format, table, point_bodies), _ 
   IO.puts("peak RSS (VmHWM) after ingest: #{Bench.RssProbe.mib(Servers.peak_rss(tm))} MiB")
   # the benchmark reads the peak after its flush + merge: that phase too (PROBE_FLUSH=0: not)
   if System.get_env("PROBE_FLUSH") != "0" do
+    # the two phases apart: VmHWM after the flush alone, then after the merge
+    {200, _} = Servers.get(tm, "/internal/force_flush")
+    IO.puts("peak RSS (VmHWM) after flush: #{Bench.RssProbe.mib(Servers.peak_rss(tm))} MiB (RSS now #{Bench.RssProbe.mib(Servers.rss(tm))})")
     Servers.flush_merge_bytes(tm)
     report = Servers.mem_report(tm, file)
     Bench.RssProbe.print("#{format} after flush + merge", report, wall, points)

@@ -70,6 +70,11 @@ pub struct ChunkFileWriter {
     /// Format version to write; always [`FORMAT_VERSION`] except in tests that need a
     /// version 1 file (no shared timestamps, absolute index timestamps).
     version: u16,
+    /// Once [`ChunkFileWriter::spill`] was called: the temp file holding the first
+    /// `spilled` bytes of the file (`buf` holds the bytes after them), so a big merge
+    /// does not keep its whole output in memory.
+    spill: Option<(File, PathBuf)>,
+    spilled: u64,
 }
 
 impl Default for ChunkFileWriter {
@@ -81,8 +86,8 @@ impl Default for ChunkFileWriter {
 impl ChunkFileWriter {
     pub fn new() -> Self {
         let mut buf = Vec::with_capacity(64 * 1024);
-        buf.resize(HEADER_LEN, 0); // filled in by `finish` once the file id is known
-        ChunkFileWriter { buf, metas: Vec::new(), recent_ts: Vec::new(), version: FORMAT_VERSION }
+        buf.resize(HEADER_LEN, 0); // written by `write`/`into_memory` once the file id is known
+        ChunkFileWriter { buf, metas: Vec::new(), recent_ts: Vec::new(), version: FORMAT_VERSION, spill: None, spilled: 0 }
     }
 
     /// Encode and append one chunk (same precondition as codec::encode, len >= 1).
@@ -93,7 +98,7 @@ impl ChunkFileWriter {
             return;
         }
         let count = u32::try_from(ts.len()).expect("ChunkFileWriter::add: more than u32::MAX points");
-        let offset = self.buf.len() as u64;
+        let offset = self.spilled + self.buf.len() as u64;
         let shared = self
             .recent_ts
             .iter()
@@ -130,25 +135,61 @@ impl ChunkFileWriter {
         self.metas.is_empty()
     }
 
-    /// Bytes buffered so far (header and chunk records; the index is added on write).
+    /// Bytes of the file so far (header and chunk records, spilled or buffered; the index
+    /// is added on write).
     pub fn bytes(&self) -> usize {
+        self.spilled as usize + self.buf.len()
+    }
+
+    /// Bytes held in memory (not yet spilled).
+    pub fn buffered(&self) -> usize {
         self.buf.len()
     }
 
+    /// Move the bytes buffered so far to a temp file in `dir` (created on the first call;
+    /// `<dir>/<tmp_name>`, which must end in `.tmp` so recovery removes it if the process
+    /// dies before [`ChunkFileWriter::write`] renames it). Memory then holds only what was
+    /// added since. Only for writers that end in `write`, not `into_memory`.
+    pub fn spill(&mut self, dir: &Path, tmp_name: &str) -> Result<()> {
+        debug_assert!(tmp_name.ends_with(".tmp"));
+        if self.spill.is_none() {
+            let path = dir.join(tmp_name);
+            let f = File::create(&path).map_err(|e| Error::io(path.display(), e))?;
+            self.spill = Some((f, path));
+        }
+        let (f, path) = self.spill.as_mut().expect("spill file");
+        f.write_all(&self.buf).map_err(|e| Error::io(path.display(), e))?;
+        self.spilled += self.buf.len() as u64;
+        self.buf.clear();
+        Ok(())
+    }
+
     /// Write `<dir>/<file_id as 16 lowercase hex digits>.chunks` durably: write a temp file, fsync, rename, fsync the dir.
-    pub fn write(self, dir: &Path, file_id: u64) -> Result<(ChunkFile, Vec<ChunkMeta>)> {
+    pub fn write(mut self, dir: &Path, file_id: u64) -> Result<(ChunkFile, Vec<ChunkMeta>)> {
         let name = ChunkFile::file_name(file_id);
         let path = dir.join(&name);
         let version = self.version;
-        let tmp = dir.join(format!("{name}.tmp"));
-        let (bytes, metas, index_offset) = self.finish(file_id);
-        {
-            let mut f = File::create(&tmp).map_err(|e| Error::io(tmp.display(), e))?;
-            f.write_all(&bytes).map_err(|e| Error::io(tmp.display(), e))?;
-            f.sync_all().map_err(|e| Error::io(tmp.display(), e))?;
-        }
-        let expected_len = bytes.len();
-        drop(bytes);
+        let (header, tail, index_offset) = self.finish_parts(file_id);
+        let expected_len = index_offset as usize + tail.len();
+        let tmp = match self.spill.take() {
+            Some((mut f, tmp)) => {
+                use std::os::unix::fs::FileExt;
+                f.write_all(&self.buf).and_then(|_| f.write_all(&tail)).map_err(|e| Error::io(tmp.display(), e))?;
+                f.write_all_at(&header, 0).map_err(|e| Error::io(tmp.display(), e))?;
+                f.sync_all().map_err(|e| Error::io(tmp.display(), e))?;
+                tmp
+            }
+            None => {
+                let tmp = dir.join(format!("{name}.tmp"));
+                self.buf[..HEADER_LEN].copy_from_slice(&header);
+                let mut f = File::create(&tmp).map_err(|e| Error::io(tmp.display(), e))?;
+                f.write_all(&self.buf).and_then(|_| f.write_all(&tail)).map_err(|e| Error::io(tmp.display(), e))?;
+                f.sync_all().map_err(|e| Error::io(tmp.display(), e))?;
+                tmp
+            }
+        };
+        let metas = std::mem::take(&mut self.metas);
+        drop(self);
         fs::rename(&tmp, &path).map_err(|e| Error::io(format!("rename {} -> {}", tmp.display(), path.display()), e))?;
         File::open(dir)
             .and_then(|d| d.sync_all())
@@ -165,24 +206,31 @@ impl ChunkFileWriter {
     }
 
     /// Same bytes, kept in memory (memory mode: no files at all).
-    pub fn into_memory(self, file_id: u64) -> Result<(ChunkFile, Vec<ChunkMeta>)> {
+    pub fn into_memory(mut self, file_id: u64) -> Result<(ChunkFile, Vec<ChunkMeta>)> {
+        assert!(self.spill.is_none(), "ChunkFileWriter::into_memory after spill");
         let version = self.version;
-        let (bytes, metas, index_offset) = self.finish(file_id);
-        Ok((ChunkFile { id: file_id, path: None, data: Data::Owned(bytes), index_offset, version }, metas))
+        let (header, tail, index_offset) = self.finish_parts(file_id);
+        let mut bytes = std::mem::take(&mut self.buf);
+        bytes[..HEADER_LEN].copy_from_slice(&header);
+        bytes.extend_from_slice(&tail);
+        Ok((ChunkFile { id: file_id, path: None, data: Data::Owned(bytes), index_offset, version }, std::mem::take(&mut self.metas)))
     }
 
-    /// Complete the file image: header with the file id, index, trailer.
-    fn finish(self, file_id: u64) -> (Vec<u8>, Vec<ChunkMeta>, u64) {
-        let ChunkFileWriter { mut buf, metas, version, .. } = self;
-        buf[0..8].copy_from_slice(FILE_MAGIC);
-        buf[8..10].copy_from_slice(&version.to_le_bytes());
-        buf[10..12].copy_from_slice(&0u16.to_le_bytes());
-        buf[12..16].copy_from_slice(&0u32.to_le_bytes());
-        buf[16..24].copy_from_slice(&file_id.to_le_bytes());
-        let index_offset = buf.len() as u64;
+    /// The file header (with the file id), and the index + trailer that follow the chunk
+    /// records (which end at the returned index offset).
+    fn finish_parts(&self, file_id: u64) -> ([u8; HEADER_LEN], Vec<u8>, u64) {
+        let (metas, version) = (&self.metas, self.version);
+        let mut header = [0u8; HEADER_LEN];
+        header[0..8].copy_from_slice(FILE_MAGIC);
+        header[8..10].copy_from_slice(&version.to_le_bytes());
+        header[10..12].copy_from_slice(&0u16.to_le_bytes());
+        header[12..16].copy_from_slice(&0u32.to_le_bytes());
+        header[16..24].copy_from_slice(&file_id.to_le_bytes());
+        let index_offset = self.spilled + self.buf.len() as u64;
+        let mut buf = Vec::with_capacity(metas.len() * 16 + TRAILER_LEN);
         let mut prev_offset = 0u64;
         let mut prev_min_ts = 0i64;
-        for m in &metas {
+        for m in metas {
             put_varint(&mut buf, m.series_id);
             put_varint(&mut buf, m.offset - prev_offset);
             // format 2: min_ts relative to the previous entry's (chunks of one flush or merge
@@ -201,13 +249,22 @@ impl ChunkFileWriter {
         t[0..8].copy_from_slice(&index_offset.to_le_bytes());
         t[8..16].copy_from_slice(&(metas.len() as u64).to_le_bytes());
         let mut h = crc32fast::Hasher::new();
-        h.update(&buf[index_offset as usize..]);
+        h.update(&buf);
         t[24..32].copy_from_slice(TRAILER_MAGIC);
         h.update(&t[0..16]);
         h.update(&t[20..32]);
         t[16..20].copy_from_slice(&h.finalize().to_le_bytes());
         buf.extend_from_slice(&t);
-        (buf, metas, index_offset)
+        (header, buf, index_offset)
+    }
+}
+
+impl Drop for ChunkFileWriter {
+    /// A spilled writer dropped without `write` (an error on the way) removes its temp file.
+    fn drop(&mut self) {
+        if let Some((_, path)) = self.spill.take() {
+            let _ = fs::remove_file(path);
+        }
     }
 }
 
@@ -310,6 +367,19 @@ impl ChunkFile {
 
     pub fn size_bytes(&self) -> u64 {
         self.bytes().len() as u64
+    }
+
+    /// Let the kernel take back this mapping's resident pages (they stay in the page
+    /// cache; the next read faults them in again). A merge calls it on the files it has
+    /// read so far, so reading a whole data dir does not add the whole dir to the RSS.
+    /// A file kept in memory (memory mode) is left alone.
+    pub fn release_pages(&self) {
+        if let Data::Mapped(m) = &self.data {
+            // Safety: the mapping is read-only and private, of a file nobody modifies (see
+            // `map_file`), so dropping its pages loses nothing: a later access reads the
+            // same bytes from the file again.
+            let _ = unsafe { m.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
+        }
     }
 
     /// The whole file image.
@@ -576,6 +646,48 @@ mod tests {
             })
             .collect();
         (ts, vals)
+    }
+
+    #[test]
+    fn spilled_writer_writes_the_same_file() {
+        // the same chunks added to a writer that spills to its temp file now and then
+        // (incl. twice in a row and right before `write`) give a byte-identical file
+        let dir = tempfile::tempdir().unwrap();
+        let (plain, expect) = build(300);
+        let plain_bytes = plain.bytes();
+        let (plain_file, plain_metas) = plain.write(dir.path(), 1).unwrap();
+        let mut w = ChunkFileWriter::new();
+        for (k, (id, ts, vals)) in expect.iter().enumerate() {
+            w.add(*id, ts, vals);
+            if k % 37 == 0 || k == 100 || k == expect.len() - 1 {
+                w.spill(dir.path(), "s-1.tmp").unwrap();
+                assert_eq!(w.buffered(), 0);
+            }
+            if k == 100 {
+                w.spill(dir.path(), "s-1.tmp").unwrap();
+            }
+        }
+        assert_eq!(w.bytes(), plain_bytes);
+        let (file, metas) = w.write(dir.path(), 2).unwrap();
+        assert!(!dir.path().join("s-1.tmp").exists());
+        assert_eq!(metas, plain_metas);
+        assert_eq!(&file.bytes()[..16], &plain_file.bytes()[..16]);
+        assert_eq!(&file.bytes()[16..24], &2u64.to_le_bytes());
+        assert_eq!(&file.bytes()[24..], &plain_file.bytes()[24..]);
+        check_all(&file, &metas, &expect);
+        let (reopened, metas2) = ChunkFile::open(&dir.path().join("0000000000000002.chunks"), 2).unwrap();
+        assert_eq!(metas2, metas);
+        check_all(&reopened, &metas2, &expect);
+        // pages given back are read again from the file
+        reopened.release_pages();
+        check_all(&reopened, &metas2, &expect);
+
+        // a spilled writer dropped without `write` leaves no temp file behind
+        let (mut w, _) = build(20);
+        w.spill(dir.path(), "s-2.tmp").unwrap();
+        assert!(dir.path().join("s-2.tmp").exists());
+        drop(w);
+        assert!(!dir.path().join("s-2.tmp").exists());
     }
 
     fn build(n_series: u64) -> (ChunkFileWriter, Vec<(u64, Vec<i64>, Vec<f64>)>) {

@@ -193,6 +193,44 @@ fn out_of_order_points_merge_across_flushes_and_merge() {
 }
 
 #[test]
+fn a_big_merge_in_groups_and_through_a_spilled_file_keeps_every_point() {
+    // ~700k points of noise (about 8 B/point encoded): the merge decodes them in several
+    // groups and its output file goes through the writer's temp file (over 4 MiB)
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = StoreConfig { max_points_per_series: 100_000, max_chunk_points: 1000, ..config(Some(dir.path())) };
+    let (store, _) = Store::open(cfg.clone()).unwrap();
+    let ids: Vec<u64> = (0..700).map(|h| series(&store, "noise", &format!("h{h}"))).collect();
+    let mut rng = StdRng::seed_from_u64(7);
+    let mut expect: HashMap<u64, Vec<(i64, u64)>> = HashMap::new();
+    for round in 0..2i64 {
+        for &id in &ids {
+            let ts: Vec<i64> = (0..500).map(|k| (round * 500 + k) * 10_000).collect();
+            let vals: Vec<f64> = (0..500).map(|_| rng.gen::<f64>() * 1e6).collect();
+            store.write(&vec![id; ts.len()], &ts, &vals).unwrap();
+            expect.entry(id).or_default().extend(ts.iter().copied().zip(vals.iter().map(|v| v.to_bits())));
+        }
+        store.flush().unwrap();
+    }
+    assert!(store.info().chunk_files >= 2);
+    let stats = store.merge().unwrap();
+    assert_eq!(stats.points, 700 * 1000);
+    assert!(stats.bytes > 4 << 20, "{stats:?}");
+    assert_eq!(store.info().chunk_files, 1);
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("chunks")).unwrap().map(|e| e.unwrap().file_name()).filter(|n| !n.to_string_lossy().ends_with(".chunks")).collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    for &id in &ids {
+        assert_eq!(all(&store, id), expect[&id]);
+    }
+    store.close().unwrap();
+    drop(store);
+    let (store, warnings) = Store::open(cfg).unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    for &id in ids.iter().step_by(7) {
+        assert_eq!(all(&store, id), expect[&id]);
+    }
+}
+
+#[test]
 fn deleted_series_stay_deleted_after_restart_and_merge() {
     let dir = tempfile::tempdir().unwrap();
     let (store, _) = open(Some(dir.path()));

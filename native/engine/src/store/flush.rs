@@ -2,7 +2,7 @@
 //! the periodic maintenance that decides when to do either.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use rayon::prelude::*;
@@ -27,6 +27,9 @@ struct ChunkSink<'s> {
 
 impl<'s> ChunkSink<'s> {
     const MAX_FILE_BYTES: usize = 64 << 20;
+    /// Bytes of a file in the making kept in memory before they go to its temp file
+    /// (a merge of a whole data dir would otherwise hold up to `MAX_FILE_BYTES`).
+    const SPILL_BYTES: usize = 4 << 20;
 
     fn new(store: &'s Store) -> Self {
         ChunkSink { store, writer: ChunkFileWriter::new(), files: Vec::new(), points: 0 }
@@ -41,6 +44,13 @@ impl<'s> ChunkSink<'s> {
         if self.writer.bytes() >= Self::MAX_FILE_BYTES {
             let full = std::mem::replace(&mut self.writer, ChunkFileWriter::new());
             self.files.push(self.store.finish_file(full)?);
+        } else if self.writer.buffered() >= Self::SPILL_BYTES {
+            if let Some(dir) = &self.store.cfg.data_dir {
+                static SPILLS: AtomicU64 = AtomicU64::new(0);
+                let chunks = dir.join("chunks");
+                let name = format!("spill-{}-{}.tmp", std::process::id(), SPILLS.fetch_add(1, Ordering::Relaxed));
+                self.writer.spill(&chunks, &name)?;
+            }
         }
         Ok(())
     }
@@ -63,6 +73,10 @@ impl<'s> ChunkSink<'s> {
 /// at a time (1M-point groups put ~14 MiB more on the RSS peak of a forced flush after
 /// bulk ingest, bench/rss_probe.exs).
 const FLUSH_GROUP_POINTS: usize = 1 << 18;
+
+/// Points per group of a merge: decoded together (in parallel), then written, so a merge
+/// holds ~4 MB of decoded points at a time whatever the size of the data dir.
+const MERGE_GROUP_POINTS: usize = 1 << 18;
 
 impl Store {
 
@@ -217,10 +231,21 @@ impl Store {
             return Ok(FlushStats::default());
         }
         let files_by_id: HashMap<u64, Arc<ChunkFile>> = old_files.iter().map(|f| (f.id(), f.clone())).collect();
-        // Decode and re-encode series in groups so memory stays bounded.
+        // Decode and re-encode series in groups of about MERGE_GROUP_POINTS points so
+        // memory stays bounded; after each group, the old files' pages read so far are
+        // given back (they would otherwise all be resident by the end).
         let mut sink = ChunkSink::new(self);
         let mut stats = FlushStats::default();
-        for group in refs.chunks(4096) {
+        let mut rest = &refs[..];
+        while !rest.is_empty() {
+            let mut n = 0;
+            let mut points = 0;
+            while n < rest.len() && (n == 0 || points < MERGE_GROUP_POINTS) {
+                points += rest[n].1.iter().map(|r| r.meta.count as usize).sum::<usize>();
+                n += 1;
+            }
+            let (group, tail) = rest.split_at(n);
+            rest = tail;
             let merged: Vec<(SeriesId, Vec<Timestamp>, Vec<f64>)> = pool().install(|| {
                 group
                     .par_iter()
@@ -235,6 +260,9 @@ impl Store {
                     })
                     .collect()
             });
+            for f in &old_files {
+                f.release_pages();
+            }
             for (id, ts, vals) in &merged {
                 sink.add(*id, ts, vals)?;
             }
