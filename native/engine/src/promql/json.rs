@@ -329,7 +329,9 @@ fn thousandths(v: f64) -> Option<i64> {
         return None;
     }
     let m = (v * 1000.0).round();
-    (m / 1000.0 == v && m % 1000.0 != 0.0).then_some(m as i64)
+    // |m| < 1e12: exact as an i64 (and an integer remainder instead of libm's fmod)
+    let mi = m as i64;
+    (m / 1000.0 == v && mi % 1000 != 0).then_some(mi)
 }
 
 /// Go's `strconv.FormatFloat(v, 'e', -1, 64)` of a finite non-zero `v`:
@@ -414,16 +416,30 @@ fn parse_exp(text: &[u8]) -> i32 {
     }
 }
 
+/// Two decimal digits per step (a division by 100 instead of two by 10).
+const DIGIT_PAIRS: &[u8; 200] = b"\
+0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
+
 fn uint(out: &mut Vec<u8>, mut n: u64) {
     let mut buf = [0u8; 20];
     let mut i = buf.len();
-    loop {
+    while n >= 100 {
+        let d = (n % 100) as usize * 2;
+        n /= 100;
+        i -= 2;
+        buf[i..i + 2].copy_from_slice(&DIGIT_PAIRS[d..d + 2]);
+    }
+    if n >= 10 {
+        let d = n as usize * 2;
+        i -= 2;
+        buf[i..i + 2].copy_from_slice(&DIGIT_PAIRS[d..d + 2]);
+    } else {
         i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
+        buf[i] = b'0' + n as u8;
     }
     out.extend_from_slice(&buf[i..]);
 }
@@ -584,6 +600,24 @@ mod tests {
             assert!(d.len == 1 || d.digits()[d.len - 1] != b'0', "{v:e} as {text}");
             let rust = format!("{v:e}");
             assert_eq!(d.len, rust.split('e').next().unwrap().replace('.', "").len(), "{v:e}: as short as Rust's");
+        }
+    }
+
+    #[test]
+    fn uint_writes_decimal_digits() {
+        let mut cases = vec![0, 1, 9, 10, 11, 99, 100, 101, 999, 1000, 12_345, u64::MAX, u64::MAX - 1];
+        cases.extend((0..20).map(|k| 10u64.pow(k)).flat_map(|p| [p - 1, p, p + 1]));
+        let mut r = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..10_000 {
+            r ^= r << 13;
+            r ^= r >> 7;
+            r ^= r << 17;
+            cases.push(r >> (r % 64));
+        }
+        for n in cases {
+            let mut out = Vec::new();
+            uint(&mut out, n);
+            assert_eq!(String::from_utf8(out).unwrap(), n.to_string());
         }
     }
 
