@@ -257,6 +257,12 @@ impl Head {
         self.lock(s).series.get(local).and_then(|b| b.latest())
     }
 
+    /// Buffered points of one series (all of them, whatever their timestamps).
+    pub fn len_of(&self, id: SeriesId) -> usize {
+        let (s, local) = self.locate(id);
+        self.lock(s).series.get(local).map_or(0, |b| b.len())
+    }
+
     pub fn min_max(&self, id: SeriesId) -> Option<(Timestamp, Timestamp)> {
         let (s, local) = self.locate(id);
         self.lock(s).series.get(local).and_then(|b| b.min_max())

@@ -18,9 +18,10 @@
 //!
 //! `promql_eval_json` evaluates the same way and answers Prometheus's JSON success
 //! body instead (`timeless_engine::promql::json`), as a list of binaries (iodata).
-//! It runs on a normal scheduler and hands evaluation to the engine's query pool:
-//! a small query's body is its return value, a longer one's comes by message (see
-//! the function).
+//! It runs on a normal scheduler: a query that reads little (`cost::small_query`)
+//! is evaluated right there (`run_inline`); any other is handed to the engine's query
+//! pool, and its body is the return value when it is done within a short wait, or
+//! comes by message (see the function).
 
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -30,7 +31,8 @@ use std::time::{Duration, Instant};
 use rustler::env::OwnedEnv;
 use rustler::{Atom, Binary, Encoder, Env, NewBinary, NifResult, ResourceArc, Term};
 use timeless_engine::promql::json::{encode_response, Notes};
-use timeless_engine::store::spawn_in_query_pool;
+use timeless_engine::promql::cost::{small_query, Budget};
+use timeless_engine::store::{run_inline, spawn_in_query_pool};
 use timeless_engine::{Error as EngineError, ErrorKind};
 use timeless_engine::promql::{evaluate, AggOp, BinOp, Card, EvalOptions, Expr, Grid, Grouping, Matching, QueryValue, Selector};
 use timeless_engine::series::{MatchOp, Matcher};
@@ -303,8 +305,10 @@ struct Handoff {
 /// JSON success body for the query (a matrix when `opts.range`), as a list of
 /// binaries, or `{:error, {kind, message}}`, or `{:pending, tag}`.
 ///
-/// Runs on a normal scheduler: it decodes the AST, queues evaluation and encoding
-/// as one job on the engine's query pool (one thread hand-off per query, no dirty
+/// Runs on a normal scheduler: it decodes the AST; a query that reads little (a few
+/// series and points, `cost::small_query`, at most ~0.5 ms of work) is evaluated and
+/// encoded right there. Any other is queued, evaluation and encoding
+/// as one job, on the engine's query pool (one thread hand-off per query, no dirty
 /// scheduler) and waits up to `SYNC_WAIT` for it. When the job takes longer, the
 /// NIF returns `{:pending, tag}` and the job sends
 /// `{:timeless_promql, tag, body | {:error, {kind, message}}}` to the calling
@@ -328,6 +332,21 @@ fn promql_eval_json<'a>(
         .and_then(|v| v.decode::<u64>().ok())
         .map_or(SYNC_WAIT, |us| Duration::from_micros(us).min(SYNC_WAIT));
     let opts = options(opts);
+    // A query that reads little (few series, few points: `cost::small_query`) is answered
+    // right here, on this scheduler, with no hand-off to the pool: that hand-off and the
+    // wait for it are most of such a query's time.
+    if small_query(&res.store, &e, start, end, step, opts.lookback_ms, &Budget::default()) {
+        let body = run_inline(|| {
+            panic::catch_unwind(AssertUnwindSafe(|| {
+                let v = evaluate(&res.store, &e, start, end, step, &opts)?;
+                Ok(encode_response(&v, &Grid::new(start, end, step), opts.range_query, &Notes::default()))
+            }))
+            .unwrap_or_else(|_| Err(EngineError::new(ErrorKind::Internal, "the engine panicked; see the VM's stderr")))
+        });
+        let percent = (started.elapsed().as_micros() / 10).clamp(1, 100) as i32;
+        rustler::schedule::consume_timeslice(env, percent);
+        return Ok(reply(env, body));
+    }
     let store = Arc::clone(&res.store);
     let pid = env.pid();
     let tag = NEXT_TAG.fetch_add(1, Ordering::Relaxed);

@@ -29,6 +29,7 @@
 //! assert_eq!(out, QueryValue::Scalar(vec![2.0]));
 //! ```
 
+pub mod cost;
 pub mod expr;
 pub mod json;
 pub mod value;

@@ -55,7 +55,7 @@ mod recovery;
 mod view;
 
 pub(crate) use read::pool;
-pub use read::spawn_in_query_pool;
+pub use read::{run_inline, spawn_in_query_pool};
 pub use key_cache::{KeyCacheReader, KeyedSeries};
 use key_cache::KeyCache;
 use raw_cache::RawCache;
@@ -363,6 +363,32 @@ impl Store {
             None => ids,
             Some((from, to)) => ids.into_iter().filter(|&id| self.has_data_in(id, from, to)).collect(),
         }
+    }
+
+    /// An upper bound of the points a read of `ids` over `[from, to]` decodes: whole
+    /// chunks overlapping the range, every buffered point, frozen points in the range.
+    /// Stops counting (and returns `None`) once the count passes `limit`; no chunk is
+    /// decoded, only metadata is read.
+    pub fn points_upper_bound(&self, ids: &[SeriesId], from: Timestamp, to: Timestamp, limit: u64) -> Option<u64> {
+        let view = read(&self.view);
+        let mut n = 0u64;
+        for &id in ids {
+            n += self.head.len_of(id) as u64;
+            if let Some(refs) = view.chunks.get(id as usize) {
+                n += refs.iter().filter(|r| r.meta.min_ts <= to && r.meta.max_ts >= from).map(|r| r.meta.count as u64).sum::<u64>();
+            }
+            for f in &view.frozen {
+                if let Some((ts, _)) = f.series.get(&id) {
+                    let lo = ts.partition_point(|&t| t < from);
+                    let hi = ts.partition_point(|&t| t <= to);
+                    n += hi.saturating_sub(lo) as u64;
+                }
+            }
+            if n > limit {
+                return None;
+            }
+        }
+        Some(n)
     }
 
     fn has_data_in(&self, id: SeriesId, from: Timestamp, to: Timestamp) -> bool {

@@ -13,7 +13,12 @@ use crate::{SeriesId, Timestamp};
 use super::view::{ChunkRef, Frozen};
 use super::{read, Store};
 
+/// The pool that query work fans out to: the engine's query pool, or inside
+/// [`run_inline`] a pool made of the calling thread alone.
 pub(crate) fn pool() -> &'static rayon::ThreadPool {
+    if let Some(own) = INLINE.with(|c| c.get()) {
+        return own;
+    }
     static POOL: OnceLock<rayon::ThreadPool> = OnceLock::new();
     POOL.get_or_init(|| {
         let n = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
@@ -23,6 +28,45 @@ pub(crate) fn pool() -> &'static rayon::ThreadPool {
             .build()
             .expect("query thread pool")
     })
+}
+
+thread_local! {
+    /// Set while [`run_inline`] runs on this thread: its one-thread pool.
+    static INLINE: std::cell::Cell<Option<&'static rayon::ThreadPool>> = const { std::cell::Cell::new(None) };
+    /// This thread's one-thread pool, made on its first [`run_inline`] and kept for the
+    /// thread's life (the threads that call it are long-lived: the VM's schedulers).
+    static OWN_POOL: std::cell::OnceCell<Option<&'static rayon::ThreadPool>> = const { std::cell::OnceCell::new() };
+}
+
+/// Runs `f` on the calling thread with every parallel step of the engine inside it
+/// (selectors, range functions, aggregations, the JSON encoder) also on this thread:
+/// no hand-off to the query pool and no wait for it. For work known to be small (see
+/// `promql::cost`): it does not use the other cores. The thread becomes the only
+/// worker of a pool of its own (rayon's `use_current_thread`); a thread that is
+/// already a worker of a pool (the query pool's own threads) just runs `f`.
+pub fn run_inline<R>(f: impl FnOnce() -> R) -> R {
+    let own = OWN_POOL.with(|c| match c.get() {
+        Some(own) => *own,
+        // a worker of some other pool (the query pool's threads): no pool of its own
+        None if rayon::current_thread_index().is_some() => None,
+        None => *c.get_or_init(|| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(1)
+                .use_current_thread()
+                .build()
+                .ok()
+                .map(|p| &*Box::leak(Box::new(p)))
+        }),
+    });
+    let Some(own) = own else { return f() };
+    struct Restore(Option<&'static rayon::ThreadPool>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            INLINE.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(INLINE.with(|c| c.replace(Some(own))));
+    f()
 }
 
 /// Queues `job` on the engine's query pool (the pool that selectors, range
@@ -189,3 +233,37 @@ fn trim(ts: &mut Vec<Timestamp>, vals: &mut Vec<f64>, from: Timestamp, to: Times
     }
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rayon::prelude::*;
+    use std::collections::HashSet;
+
+    fn threads_used() -> HashSet<std::thread::ThreadId> {
+        pool().install(|| (0..1000).into_par_iter().map(|_| std::thread::current().id()).collect())
+    }
+
+    #[test]
+    fn run_inline_keeps_parallel_steps_on_the_calling_thread() {
+        std::thread::spawn(|| {
+            let me = std::thread::current().id();
+            for _ in 0..3 {
+                // inside: one thread, this one (also on later calls, once it has its pool)
+                assert_eq!(run_inline(threads_used), HashSet::from([me]));
+                // outside: the query pool, not this thread
+                assert!(!threads_used().contains(&me));
+            }
+            // nested calls stay inline, also after the inner one returns
+            assert_eq!(run_inline(|| { run_inline(|| ()); threads_used() }), HashSet::from([me]));
+            // a panic inside leaves the thread's pool choice reset
+            let r = std::panic::catch_unwind(|| run_inline(|| panic!("boom")));
+            assert!(r.is_err());
+            assert!(!threads_used().contains(&me));
+        })
+        .join()
+        .unwrap();
+        // from a query pool thread: runs there
+        assert!(pool().install(|| run_inline(|| rayon::current_thread_index().is_some())));
+    }
+}
