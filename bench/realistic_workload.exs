@@ -172,12 +172,14 @@ servers = %{vm: Servers.start(:vm), tm: Servers.start(:tm)}
 
     Enum.reduce(order, {rows, active}, fn k, {rows, active} ->
       r = Workload.level(servers[k], n, series_of, interval, level_ms)
+      # VmHWM so far: the peak up to and including this level (compare servers at equal load)
+      r = Map.put(r, :peak_rss, Servers.peak_rss(servers[k]))
       ok? = Workload.sustained?(r)
       lag = if r.lag_s == :timeout, do: "timeout", else: "#{Stats.fmt(r.lag_s)} s"
 
       IO.puts(
         "#{k} #{n} agents: #{Stats.rate(r.points_per_s)} points/s, p50 #{Stats.fmt(r.p50_ms)} ms, p99 #{Stats.fmt(r.p99_ms)} ms, " <>
-          "#{r.ok}/#{r.scheduled} pushes, #{r.errors} errors #{inspect(r.failures)}, #{r.late} late, lag #{lag}, server #{Stats.fmt(r.server_cores)} cores, client #{Stats.fmt(r.client_cores)} cores" <>
+          "#{r.ok}/#{r.scheduled} pushes, #{r.errors} errors #{inspect(r.failures)}, #{r.late} late, lag #{lag}, server #{Stats.fmt(r.server_cores)} cores, client #{Stats.fmt(r.client_cores)} cores, peak RSS #{Stats.fmt(r.peak_rss / 1_048_576)} MiB" <>
           if(ok?, do: "", else: "  <- not sustained")
       )
 
@@ -199,12 +201,27 @@ end
 
 name = fn :tm -> "TimelessMetrics"; :vm -> "VictoriaMetrics" end
 
+# each server's ramp ends at its first level not sustained, so peaks over the whole ramp are at
+# different loads; the fair comparison is the peak up to the highest level both sustained
+top = fn k -> rows |> Enum.filter(&(elem(&1, 0) == k)) |> Enum.map(&elem(&1, 1).agents) |> Enum.max(fn -> 0 end) end
+both = for({:tm, r, true} <- rows, {:vm, r2, true} <- rows, r.agents == r2.agents, do: r.agents) |> Enum.max(fn -> nil end)
+
+equal_load =
+  case both do
+    nil ->
+      "No level was sustained by both servers."
+
+    n ->
+      at = fn k -> Enum.find_value(rows, fn {^k, r, _} when r.agents == n -> r.peak_rss; _ -> nil end) end
+      "Peak RSS up to #{n} agents, the highest level both sustained: ours #{Stats.fmt(at.(:tm) / 1_048_576)} MiB, VM #{Stats.fmt(at.(:vm) / 1_048_576)} MiB (#{Stats.fmt(at.(:tm) / at.(:vm))}x)."
+  end
+
 table =
   Enum.map(rows, fn {k, r, ok?} ->
     lag = if r.lag_s == :timeout, do: "> 120", else: Stats.fmt(r.lag_s)
 
     "| #{name.(k)} | #{r.agents} | #{Stats.rate(r.points_per_s)} | #{Stats.fmt(r.p50_ms)} | #{Stats.fmt(r.p99_ms)} | #{Stats.fmt(r.max_ms)} | " <>
-      "#{r.ok}/#{r.scheduled} | #{r.errors} | #{r.late} | #{lag} | #{Stats.fmt(r.server_cores)} | #{Stats.fmt(r.client_cores)} | #{if ok?, do: "yes", else: "**no**"} |"
+      "#{r.ok}/#{r.scheduled} | #{r.errors} | #{r.late} | #{lag} | #{Stats.fmt(r.server_cores)} | #{Stats.fmt(r.client_cores)} | #{Stats.fmt(r.peak_rss / 1_048_576)} | #{if ok?, do: "yes", else: "**no**"} |"
   end)
 
 errors_by_kind =
@@ -221,8 +238,8 @@ lines =
       "#{div(level_ms, 1000)} s per level; servers in their own OS processes, ours with default options.\n",
     "**Highest sustained** (p99 <= 1 s, no errors, >= 99% of scheduled pushes made): " <>
       "TimelessMetrics #{best.(:tm)}; VictoriaMetrics #{best.(:vm)}.\n",
-    "| server | agents | points/s | p50 ms | p99 ms | max ms | pushes ok/scheduled | errors | late | lag until queryable s | server cores | client cores | sustained |",
-    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
-  ] ++ table ++ errors_by_kind ++ ["\nPeak RSS: ours #{Stats.fmt(peak.tm / 1_048_576)} MiB, VM #{Stats.fmt(peak.vm / 1_048_576)} MiB."]
+    "| server | agents | points/s | p50 ms | p99 ms | max ms | pushes ok/scheduled | errors | late | lag until queryable s | server cores | client cores | peak RSS so far MiB | sustained |",
+    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+  ] ++ table ++ errors_by_kind ++ ["\nPeak RSS over each server's whole ramp: ours #{Stats.fmt(peak.tm / 1_048_576)} MiB (to #{top.(:tm)} agents), VM #{Stats.fmt(peak.vm / 1_048_576)} MiB (to #{top.(:vm)} agents).", equal_load]
 
 Stats.record("realistic_workload", lines)
