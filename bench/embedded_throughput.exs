@@ -25,6 +25,7 @@ tmp = Path.join(System.tmp_dir!(), "tm-bench-#{System.unique_integer([:positive]
 File.mkdir_p!(tmp)
 report = []
 add = fn report, line -> report ++ [line] end
+{uptime_start, 0} = System.cmd("uptime", [])
 
 start_ms = (System.os_time(:second) - steps * 10 - 3600) * 1000
 IO.puts("generating #{hosts} hosts x 39 series x #{steps} steps ...")
@@ -288,4 +289,6 @@ report =
   end
 
 File.rm_rf!(tmp)
-Stats.record("embedded_throughput", report)
+{uptime_end, 0} = System.cmd("uptime", [])
+load = "Load at start: `#{String.trim(uptime_start)}`; at end: `#{String.trim(uptime_end)}` (2 shared cores).\n"
+Stats.record("embedded_throughput", [load | report])
