@@ -5,7 +5,7 @@ use rayon::prelude::*;
 
 use super::eval::{collide_strict, Evaluator};
 use super::quantile::{quantile, quantile_in_place};
-use super::value::{drop_name, Points, RangeArg, Series, Sweep};
+use super::value::{drop_name, Labels, RangeArg, Series, Sweep};
 use super::{exec_err, functions::kahan_inc};
 use crate::error::Result;
 use crate::store::pool;
@@ -114,24 +114,47 @@ impl<'a> RangeFn<'a> {
         })
     }
 
-    /// The function's value at every step for one series.
-    pub fn series(&self, p: &Points) -> Result<Series> {
-        if let (Some(is_max), true) = (self.extreme, self.ordered) {
-            let mut labels = p.labels.clone();
-            drop_name(&mut labels);
-            return Ok(Series { labels, vals: sliding_extreme(&p.ts, &p.vals, self.ends, self.range, is_max) });
-        }
-        let mut vals = Vec::with_capacity(self.ends.len());
+    /// The window `[a, b)` of each step in sorted timestamps `ts`.
+    pub fn windows(&self, ts: &[i64]) -> Vec<(u32, u32)> {
         let mut sweep = Sweep::default();
-        let monotonic = self.counter_fn && p.vals.windows(2).all(|w| w[1] >= w[0]);
+        self.ends
+            .iter()
+            .map(|&end| {
+                let (a, b) = if self.ordered {
+                    sweep.window(ts, end - self.range, end)
+                } else {
+                    let a = ts.partition_point(|&t| t < end - self.range);
+                    (a, ts.partition_point(|&t| t <= end).max(a))
+                };
+                (a as u32, b as u32)
+            })
+            .collect()
+    }
+
+    /// The function's value at every step for one series (points `ts`, `vals`, no
+    /// staleness markers); `windows`, when given, are [`windows`](Self::windows) of `ts`.
+    pub fn series(&self, labels: &Labels, ts: &[i64], vals: &[f64], windows: Option<&[(u32, u32)]>) -> Result<Series> {
+        let mut labels = labels.clone();
+        if !self.keep_name {
+            drop_name(&mut labels);
+        }
+        if let (Some(is_max), true) = (self.extreme, self.ordered) {
+            return Ok(Series { labels, vals: sliding_extreme(ts, vals, self.ends, self.range, is_max) });
+        }
+        let mut out = Vec::with_capacity(self.ends.len());
+        let mut sweep = Sweep::default();
+        let monotonic = self.counter_fn && vals.windows(2).all(|w| w[1] >= w[0]);
         for (i, &end) in self.ends.iter().enumerate() {
-            let (a, b) = if self.ordered {
-                sweep.window(&p.ts, end - self.range, end)
-            } else {
-                p.window(end - self.range, end)
+            let (a, b) = match windows {
+                Some(w) => (w[i].0 as usize, w[i].1 as usize),
+                None if self.ordered => sweep.window(ts, end - self.range, end),
+                None => {
+                    let a = ts.partition_point(|&t| t < end - self.range);
+                    (a, ts.partition_point(|&t| t <= end).max(a))
+                }
             };
             if a == b {
-                vals.push(None);
+                out.push(None);
                 continue;
             }
             let step = Step {
@@ -145,13 +168,9 @@ impl<'a> RangeFn<'a> {
                 ],
                 monotonic,
             };
-            vals.push((self.kernel)(&p.ts[a..b], &p.vals[a..b], &step)?);
+            out.push((self.kernel)(&ts[a..b], &vals[a..b], &step)?);
         }
-        let mut labels = p.labels.clone();
-        if !self.keep_name {
-            drop_name(&mut labels);
-        }
-        Ok(Series { labels, vals })
+        Ok(Series { labels, vals: out })
     }
 }
 
@@ -201,7 +220,7 @@ pub fn call(ev: &Evaluator, func: &str, arg: &RangeArg, scalars: &[Vec<f64>], ev
             .par_iter()
             .map(|p| {
                 ev.check_deadline()?;
-                f.series(p)
+                f.series(&p.labels, &p.ts, &p.vals, None)
             })
             .collect()
     });

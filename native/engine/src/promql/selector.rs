@@ -7,6 +7,10 @@
 //! * Range selector: the samples in the closed window `[e - range, e]` (Prometheus
 //!   2.x; 3.x made it left-open), staleness markers dropped.
 
+use std::cell::RefCell;
+use std::sync::{Arc, Mutex};
+
+use hashbrown::HashMap;
 use rayon::prelude::*;
 
 use super::eval::{collide_strict, Evaluator};
@@ -28,6 +32,20 @@ fn is_stale(v: f64) -> bool {
     v.to_bits() == STALE_NAN_BITS
 }
 
+/// One series' points as read: labels, timestamps (an `Arc` shared by every series
+/// whose chunks share their timestamp columns) and values (a per-thread buffer).
+pub(crate) struct Raw<'b> {
+    pub labels: Labels,
+    pub ts: Arc<[i64]>,
+    pub vals: &'b [f64],
+}
+
+impl Raw<'_> {
+    fn points(self) -> Points {
+        Points { labels: self.labels, ts: self.ts.to_vec(), vals: self.vals.to_vec() }
+    }
+}
+
 /// Every series matching the selector with its points in `[from, to]`, each handed to
 /// `f` as soon as it is read (in parallel; the raw points of all series are never held
 /// at once unless `f` keeps them). Results keep the series order.
@@ -36,26 +54,85 @@ fn fetch_each<T: Send>(
     sel: &Selector,
     from: i64,
     to: i64,
-    f: impl Fn(Points) -> Result<Option<T>> + Sync,
+    f: impl Fn(Raw) -> Result<Option<T>> + Sync,
 ) -> Result<Vec<T>> {
+    thread_local! {
+        static VALS: RefCell<Vec<f64>> = const { RefCell::new(Vec::new()) };
+    }
     let ids = ev.store.select(&sel.matchers, Some((from, to)));
     let memo = TsMemo::default();
     let out: Result<Vec<Option<T>>> = pool().install(|| {
         ids.par_iter()
             .map(|&id| {
                 ev.check_deadline()?;
-                let (ts, vals) = ev.store.read_shared(id, from, to, Some(&memo));
-                ev.account(ts.len())?;
-                let Some(labels) = ev.store.with_series_pairs(id, |pairs| {
-                    pairs.map(|(n, v)| (n.to_string(), v.to_string())).collect::<Labels>()
-                }) else {
-                    return Ok(None);
-                };
-                f(Points { labels, ts, vals })
+                // The buffer is taken out of its cell while `f` runs, so `f` may read
+                // other series on this thread (nested parallelism) without a double borrow.
+                let mut vals = VALS.with(|c| std::mem::take(&mut *c.borrow_mut()));
+                let ts = ev.store.read_columns(id, from, to, &memo, &mut vals);
+                let res = (|| {
+                    ev.account(ts.len())?;
+                    let Some(labels) = ev.store.with_series_pairs(id, |pairs| {
+                        pairs.map(|(n, v)| (n.to_string(), v.to_string())).collect::<Labels>()
+                    }) else {
+                        return Ok(None);
+                    };
+                    f(Raw { labels, ts, vals: &vals })
+                })();
+                if vals.capacity() <= 1 << 20 {
+                    VALS.with(|c| *c.borrow_mut() = vals);
+                }
+                res
             })
             .collect()
     });
     Ok(out?.into_iter().flatten().collect())
+}
+
+/// Something derived from a timestamp column (the sample each step picks, the window
+/// of each step), computed once per distinct column: series sharing their timestamps
+/// (the same `Arc`) share it.
+struct PerColumn<T> {
+    #[allow(clippy::type_complexity)]
+    map: Mutex<HashMap<usize, (Arc<[i64]>, Arc<T>)>>,
+}
+
+impl<T> PerColumn<T> {
+    fn new() -> Self {
+        PerColumn { map: Mutex::new(HashMap::new()) }
+    }
+
+    fn get(&self, ts: &Arc<[i64]>, make: impl FnOnce(&[i64]) -> T) -> Arc<T> {
+        let key = ts.as_ptr() as usize;
+        let lock = || self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((col, v)) = lock().get(&key) {
+            if Arc::ptr_eq(col, ts) {
+                return v.clone();
+            }
+        }
+        let made = Arc::new(make(ts));
+        // The entry keeps its column alive, so the address cannot be reused by another.
+        lock().insert(key, (ts.clone(), made.clone()));
+        made
+    }
+}
+
+/// No sample for the step.
+const NONE: u32 = u32::MAX;
+
+/// For each window end, the index of the newest sample in `[e - lookback, e]` (or [`NONE`]).
+fn lookback_index(ts: &[i64], ends: &[i64], lookback: i64, ordered: bool) -> Vec<u32> {
+    let mut sweep = Sweep::default();
+    ends.iter()
+        .map(|&e| {
+            // n: the number of points at or before e
+            let n = if ordered { sweep.upto(ts, e) } else { ts.partition_point(|&t| t <= e) };
+            if n == 0 || ts[n - 1] < e - lookback {
+                NONE
+            } else {
+                (n - 1) as u32
+            }
+        })
+        .collect()
 }
 
 /// The instant vector of a selector over the grid. With `timestamps`, each value is
@@ -65,17 +142,21 @@ pub fn instant(ev: &Evaluator, sel: &Selector, g: &Grid, timestamps: bool) -> Re
     let (Some(&lo), Some(&hi)) = (ends.iter().min(), ends.iter().max()) else { return Ok(vec![]) };
     let lookback = ev.opts.lookback_ms;
     let ordered = ends.windows(2).all(|w| w[0] <= w[1]);
+    let picks = PerColumn::new();
     fetch_each(ev, sel, lo - lookback, hi, |p| {
-        let mut sweep = Sweep::default();
-        let vals = ends
+        let pick = picks.get(&p.ts, |ts| lookback_index(ts, &ends, lookback, ordered));
+        let vals = pick
             .iter()
-            .map(|&e| {
-                // n: the number of points at or before e
-                let n = if ordered { sweep.upto(&p.ts, e) } else { p.ts.partition_point(|&t| t <= e) };
-                if n == 0 || p.ts[n - 1] < e - lookback || is_stale(p.vals[n - 1]) {
+            .map(|&j| {
+                if j == NONE {
                     return None;
                 }
-                Some(if timestamps { p.ts[n - 1] as f64 / 1000.0 } else { p.vals[n - 1] })
+                let j = j as usize;
+                let v = p.vals[j];
+                if is_stale(v) {
+                    return None;
+                }
+                Some(if timestamps { p.ts[j] as f64 / 1000.0 } else { v })
             })
             .collect();
         Ok(Some(Series { labels: p.labels, vals }).filter(Series::any))
@@ -89,7 +170,7 @@ pub fn range(ev: &Evaluator, sel: &Selector, range: i64, g: &Grid) -> Result<Ran
     let (Some(&lo), Some(&hi)) = (ends.iter().min(), ends.iter().max()) else {
         return Ok(RangeArg { series: vec![], range, ends, absent_labels });
     };
-    let series = fetch_each(ev, sel, lo - range, hi, |p| Ok(without_stale(p)))?;
+    let series = fetch_each(ev, sel, lo - range, hi, |p| Ok(without_stale(p.points())))?;
     Ok(RangeArg { series, range, ends, absent_labels })
 }
 
@@ -107,9 +188,19 @@ pub fn range_call(
     let ends = ends(sel, g);
     let (Some(&lo), Some(&hi)) = (ends.iter().min(), ends.iter().max()) else { return Ok(vec![]) };
     let f = RangeFn::new(func, range, &ends, scalars, evals)?;
-    let out = fetch_each(ev, sel, lo - range, hi, |p| match without_stale(p) {
-        Some(p) => f.series(&p).map(Some),
-        None => Ok(None),
+    let windows = PerColumn::new();
+    let out = fetch_each(ev, sel, lo - range, hi, |p| {
+        if p.vals.iter().any(|&v| is_stale(v)) {
+            return match without_stale(p.points()) {
+                Some(p) => f.series(&p.labels, &p.ts, &p.vals, None).map(Some),
+                None => Ok(None),
+            };
+        }
+        if p.ts.is_empty() {
+            return Ok(None);
+        }
+        let w = windows.get(&p.ts, |ts| f.windows(ts));
+        f.series(&p.labels, &p.ts, p.vals, Some(&w)).map(Some)
     })?;
     collide_strict(out)
 }

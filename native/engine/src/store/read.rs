@@ -114,6 +114,90 @@ impl Store {
         query::merge_sources(sources)
     }
 
+    /// [`read_shared`](Self::read_shared) with the timestamps as a shared column: the
+    /// values go to `vals` (cleared first, so a caller can reuse one buffer), and series
+    /// whose points all come from chunks sharing timestamp columns (the usual case after
+    /// a flush or merge of series scraped together) get the very same `Arc` for the same
+    /// columns, which a caller can use to derive per-step positions once for all of them.
+    pub fn read_columns(
+        &self,
+        id: SeriesId,
+        from: Timestamp,
+        to: Timestamp,
+        memo: &TsMemo,
+        vals: &mut Vec<f64>,
+    ) -> Arc<[Timestamp]> {
+        vals.clear();
+        if let Some(ts) = self.read_columns_fast(id, from, to, memo, vals) {
+            return ts;
+        }
+        vals.clear();
+        let (ts, v) = self.read_shared(id, from, to, Some(memo));
+        *vals = v;
+        ts.into()
+    }
+
+    /// [`read_columns`](Self::read_columns) when only chunks that follow each other in
+    /// time hold points of the series in range (nothing in the head or frozen runs);
+    /// `None` otherwise, or on a chunk that fails to decode (the caller then takes the
+    /// general path, which reports it).
+    fn read_columns_fast(
+        &self,
+        id: SeriesId,
+        from: Timestamp,
+        to: Timestamp,
+        memo: &TsMemo,
+        vals: &mut Vec<f64>,
+    ) -> Option<Arc<[Timestamp]>> {
+        let (head_ts, _) = self.head.read(id, from, to);
+        if !head_ts.is_empty() {
+            return None;
+        }
+        let mut chunks = {
+            let view = read(&self.view);
+            if view.frozen.iter().any(|f| f.series.contains_key(&id)) {
+                return None;
+            }
+            view.chunks_of(id, from, to)
+        };
+        chunks.sort_by_key(|(r, _)| (r.meta.min_ts, r.file_id));
+        if !chunks.windows(2).all(|w| w[0].0.meta.max_ts < w[1].0.meta.min_ts) {
+            return None;
+        }
+        let total: usize = chunks.iter().map(|(r, _)| r.meta.count as usize).sum();
+        vals.reserve(total);
+        let mut keys = Vec::with_capacity(chunks.len());
+        let mut cols = Vec::with_capacity(chunks.len());
+        for (r, file) in &chunks {
+            let (key, ts) = file.read_columns(&r.meta, vals, memo).ok()?;
+            keys.push(key);
+            cols.push(ts);
+        }
+        let whole = |cols: &[Arc<[Timestamp]>]| -> (usize, usize) {
+            let n: usize = cols.iter().map(|c| c.len()).sum();
+            let before = cols.iter().map(|c| c.partition_point(|&t| t < from)).sum();
+            let upto = cols.iter().map(|c| c.partition_point(|&t| t <= to)).sum::<usize>();
+            debug_assert!(before <= upto && upto <= n);
+            (before, upto)
+        };
+        // Chunks in order with ascending timestamps: the points in range are one index range.
+        let (lo, hi) = whole(&cols);
+        vals.truncate(hi);
+        if lo > 0 {
+            vals.drain(..lo);
+        }
+        if cols.len() == 1 && lo == 0 && hi == cols[0].len() {
+            return cols.pop();
+        }
+        Some(memo.joined(&keys, from, to, || {
+            let mut ts = Vec::with_capacity(hi - lo);
+            for c in &cols {
+                ts.extend_from_slice(c);
+            }
+            ts[lo..hi].into()
+        }))
+    }
+
     /// `read` for many series at once, in parallel.
     pub fn read_many(&self, ids: &[SeriesId], from: Timestamp, to: Timestamp) -> Vec<(SeriesId, Vec<Timestamp>, Vec<f64>)> {
         let memo = TsMemo::default();
