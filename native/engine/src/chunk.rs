@@ -287,6 +287,27 @@ impl TsMemo {
     }
 }
 
+/// What `Store::read_columns_at` needs from its `pick`: the sorted indexes (into the
+/// timestamps in range) of the values wanted, or `None` for all of them.
+pub trait Wanted {
+    fn wanted(&self) -> Option<&[u32]>;
+}
+
+/// Every value is wanted.
+pub struct AllValues;
+
+impl Wanted for AllValues {
+    fn wanted(&self) -> Option<&[u32]> {
+        None
+    }
+}
+
+impl<T: Wanted> Wanted for std::sync::Arc<T> {
+    fn wanted(&self) -> Option<&[u32]> {
+        (**self).wanted()
+    }
+}
+
 /// A readable chunk file: memory-mapped (or owned bytes in memory mode). Send + Sync.
 pub struct ChunkFile {
     id: u64,
@@ -449,6 +470,26 @@ impl ChunkFile {
         vals_out: &mut Vec<f64>,
         memo: &TsMemo,
     ) -> Result<((u64, u64), std::sync::Arc<[i64]>)> {
+        let (key, ts, body) = self.ts_column(meta, memo)?;
+        codec::decode_values(meta.codec, body, meta.count as usize, vals_out).map_err(|e| self.chunk_err(meta, e.message))?;
+        Ok((key, ts))
+    }
+
+    /// The values of a chunk whose body `ts_column` returned, at the sorted indexes
+    /// `wanted` only (see `codec::decode_values_at`), into `out` (one slot per point).
+    pub fn values_at(&self, meta: &ChunkMeta, body: &[u8], wanted: &[u32], need_values: bool, out: &mut [f64]) -> Result<()> {
+        codec::decode_values_at(meta.codec, body, meta.count as usize, wanted, need_values, out)
+            .map_err(|e| self.chunk_err(meta, e.message))
+    }
+
+    fn chunk_err(&self, meta: &ChunkMeta, msg: String) -> Error {
+        Error::corrupt(format!("chunk file {} offset {}: {msg}", self.display_name(), meta.offset))
+    }
+
+    /// The timestamps of a chunk as a column shared through `memo` (see
+    /// [`read_columns`](Self::read_columns)), its key, and the chunk's body (crc verified).
+    #[allow(clippy::type_complexity)]
+    pub fn ts_column(&self, meta: &ChunkMeta, memo: &TsMemo) -> Result<((u64, u64), std::sync::Arc<[i64]>, &[u8])> {
         let err = |msg: String| {
             Error::corrupt(format!("chunk file {} offset {}: {msg}", self.display_name(), meta.offset))
         };
@@ -488,8 +529,7 @@ impl ChunkFile {
         if owner_shape != shape || ts.len() != count {
             return Err(err(format!("shared timestamps at offset {owner_offset} do not fit: {owner_shape:?}")));
         }
-        codec::decode_values(meta.codec, body, count, vals_out).map_err(|e| err(e.message))?;
-        Ok((key, ts))
+        Ok((key, ts, body))
     }
 
     /// The record at `offset`: its header fields (with offset and crc) and body, crc verified.

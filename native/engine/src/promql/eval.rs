@@ -4,7 +4,7 @@ use hashbrown::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use super::expr::{Expr, Selector};
+use super::expr::{AggOp, Expr, Selector};
 use super::value::{drop_name, Grid, Points, RangeArg, Series, Value};
 use super::{aggregate, binary, exec_err, functions, rangefns, selector};
 use super::{EvalOptions, QueryValue, SAME_LABELSET, TIMED_OUT, TOO_MANY_SAMPLES};
@@ -104,7 +104,11 @@ impl<'a> Evaluator<'a> {
                     Some(p) => Some(self.eval(p, g)?),
                     None => None,
                 };
-                let input = self.vector(expr, g)?;
+                let input = match (op, &**expr) {
+                    // These need only whether each series is present at each step.
+                    (AggOp::Count | AggOp::Group, Expr::Vector(sel)) => selector::instant_with(self, sel, g, false, false)?,
+                    _ => self.vector(expr, g)?,
+                };
                 Ok(Value::Vector(aggregate::aggregate(self, *op, param, input, grouping, g)?))
             }
             Expr::Binary { op, lhs, rhs, return_bool, matching } => {

@@ -19,7 +19,7 @@ use super::expr::Selector;
 use super::value::{Grid, Labels, Points, RangeArg, Series, Sweep};
 use crate::error::Result;
 use crate::series::MatchOp;
-use crate::chunk::TsMemo;
+use crate::chunk::{AllValues, TsMemo, Wanted};
 use crate::store::pool;
 use crate::STALE_NAN_BITS;
 
@@ -56,6 +56,21 @@ fn fetch_each<T: Send>(
     to: i64,
     f: impl Fn(Raw) -> Result<Option<T>> + Sync,
 ) -> Result<Vec<T>> {
+    fetch_each_at(ev, sel, from, to, true, |_| AllValues, |raw, _| f(raw))
+}
+
+/// [`fetch_each`] for a caller that needs some of each series' values only: `pick`
+/// derives from the timestamps which (see `Store::read_columns_at`), and `f` gets
+/// what `pick` gave with the series.
+fn fetch_each_at<T: Send, P: Wanted>(
+    ev: &Evaluator,
+    sel: &Selector,
+    from: i64,
+    to: i64,
+    need_values: bool,
+    pick: impl Fn(&Arc<[i64]>) -> P + Sync,
+    f: impl Fn(Raw, P) -> Result<Option<T>> + Sync,
+) -> Result<Vec<T>> {
     thread_local! {
         static VALS: RefCell<Vec<f64>> = const { RefCell::new(Vec::new()) };
     }
@@ -68,7 +83,7 @@ fn fetch_each<T: Send>(
                 // The buffer is taken out of its cell while `f` runs, so `f` may read
                 // other series on this thread (nested parallelism) without a double borrow.
                 let mut vals = VALS.with(|c| std::mem::take(&mut *c.borrow_mut()));
-                let ts = ev.store.read_columns(id, from, to, &memo, &mut vals);
+                let (ts, picked) = ev.store.read_columns_at(id, from, to, &memo, &mut vals, need_values, &pick);
                 let res = (|| {
                     ev.account(ts.len())?;
                     let Some(labels) = ev.store.with_series_pairs(id, |pairs| {
@@ -76,7 +91,7 @@ fn fetch_each<T: Send>(
                     }) else {
                         return Ok(None);
                     };
-                    f(Raw { labels, ts, vals: &vals })
+                    f(Raw { labels, ts, vals: &vals }, picked)
                 })();
                 if vals.capacity() <= 1 << 20 {
                     VALS.with(|c| *c.borrow_mut() = vals);
@@ -119,6 +134,30 @@ impl<T> PerColumn<T> {
 /// No sample for the step.
 const NONE: u32 = u32::MAX;
 
+/// Per step the sample an instant selector picks, and the samples picked, sorted.
+struct Picks {
+    per_step: Vec<u32>,
+    wanted: Vec<u32>,
+}
+
+impl Wanted for Picks {
+    fn wanted(&self) -> Option<&[u32]> {
+        Some(&self.wanted)
+    }
+}
+
+impl Picks {
+    fn new(ts: &[i64], ends: &[i64], lookback: i64, ordered: bool) -> Picks {
+        let per_step = lookback_index(ts, ends, lookback, ordered);
+        let mut wanted: Vec<u32> = per_step.iter().copied().filter(|&j| j != NONE).collect();
+        if !ordered {
+            wanted.sort_unstable();
+        }
+        wanted.dedup();
+        Picks { per_step, wanted }
+    }
+}
+
 /// For each window end, the index of the newest sample in `[e - lookback, e]` (or [`NONE`]).
 fn lookback_index(ts: &[i64], ends: &[i64], lookback: i64, ordered: bool) -> Vec<u32> {
     let mut sweep = Sweep::default();
@@ -138,14 +177,22 @@ fn lookback_index(ts: &[i64], ends: &[i64], lookback: i64, ordered: bool) -> Vec
 /// The instant vector of a selector over the grid. With `timestamps`, each value is
 /// the sample's own timestamp in seconds (for `timestamp()`).
 pub fn instant(ev: &Evaluator, sel: &Selector, g: &Grid, timestamps: bool) -> Result<Vec<Series>> {
+    instant_with(ev, sel, g, timestamps, !timestamps)
+}
+
+/// [`instant`]; without `need_values` the values are left unspecified (only whether a
+/// series is present at a step is right, as `count` and `group` need), which spares
+/// decoding them where the encoding allows.
+pub fn instant_with(ev: &Evaluator, sel: &Selector, g: &Grid, timestamps: bool, need_values: bool) -> Result<Vec<Series>> {
     let ends = ends(sel, g);
     let (Some(&lo), Some(&hi)) = (ends.iter().min(), ends.iter().max()) else { return Ok(vec![]) };
     let lookback = ev.opts.lookback_ms;
     let ordered = ends.windows(2).all(|w| w[0] <= w[1]);
     let picks = PerColumn::new();
-    fetch_each(ev, sel, lo - lookback, hi, |p| {
-        let pick = picks.get(&p.ts, |ts| lookback_index(ts, &ends, lookback, ordered));
+    let pick = |ts: &Arc<[i64]>| picks.get(ts, |ts| Picks::new(ts, &ends, lookback, ordered));
+    fetch_each_at(ev, sel, lo - lookback, hi, need_values, pick, |p, pick| {
         let vals = pick
+            .per_step
             .iter()
             .map(|&j| {
                 if j == NONE {

@@ -560,6 +560,23 @@ fn promql_shared_timestamp_paths_match_per_series_reference() {
         let bits = |v: &[Option<f64>]| v.iter().map(|x| x.map(f64::to_bits)).collect::<Vec<_>>();
         assert_eq!(bits(&a.vals), bits(&b.vals), "{:?}", a.labels);
     }
+    // count and timestamp() need presence only (values not decoded)
+    let e = Expr::Aggregate { op: AggOp::Count, param: None, expr: Box::new(sel("m")), grouping: Grouping::By(vec![]) };
+    let QueryValue::Vector(c) = evaluate(&s, &e, start, end, step, &opts).unwrap() else { panic!() };
+    let counts: Vec<Option<f64>> = (0..g.len)
+        .map(|i| {
+            let n = want.iter().filter(|s| s.vals[i].is_some()).count();
+            (n > 0).then_some(n as f64)
+        })
+        .collect();
+    assert_eq!(c[0].vals, counts);
+    let e = Expr::call("timestamp", vec![sel("m")]);
+    let QueryValue::Vector(t) = evaluate(&s, &e, start, end, step, &opts).unwrap() else { panic!() };
+    assert_eq!(t.len(), want.len());
+    for (a, b) in t.iter().zip(&want) {
+        let present = |v: &[Option<f64>]| v.iter().map(Option::is_some).collect::<Vec<_>>();
+        assert_eq!(present(&a.vals), present(&b.vals));
+    }
     // range functions
     for func in ["rate", "increase", "delta", "avg_over_time", "count_over_time", "max_over_time", "last_over_time"] {
         let range = 300_000;
