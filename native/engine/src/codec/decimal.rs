@@ -8,7 +8,7 @@
 
 use super::bits::{get_varint, put_varint};
 use super::packed::{decode_packed_ints, encode_packed_ints};
-use super::pcodec::{pco_compress, pco_decompress_into};
+use super::pcodec::{pco_compress, pco_decompress_scratch};
 use super::VAL_DEC_PACKED;
 use crate::error::{Error, Result};
 use pco::DeltaSpec;
@@ -209,11 +209,11 @@ thread_local! {
 fn with_mantissas<T>(rest: &[u8], val_enc: u8, count: usize, f: impl FnOnce(&[i64]) -> T) -> Result<T> {
     MANTISSAS.with(|cell| -> Result<T> {
         let mut m = cell.borrow_mut();
-        m.clear();
         if val_enc == VAL_DEC_PACKED {
+            m.clear();
             decode_packed_ints(rest, count, &mut m)?;
         } else {
-            pco_decompress_into::<i64>(rest, count, "decimal values", &mut m)?;
+            pco_decompress_scratch::<i64>(rest, count, "decimal values", &mut m)?;
         }
         let out = f(&m);
         if m.capacity() > 1 << 16 {

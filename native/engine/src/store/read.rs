@@ -147,7 +147,6 @@ impl Store {
         need_values: bool,
         pick: impl Fn(&Arc<[Timestamp]>) -> T,
     ) -> (Arc<[Timestamp]>, T) {
-        vals.clear();
         if let Some(out) = self.read_columns_fast(id, from, to, memo, vals, need_values, &pick) {
             return out;
         }
@@ -217,6 +216,7 @@ impl Store {
         let wanted = picked.wanted();
         match wanted {
             None => {
+                vals.clear();
                 vals.reserve(total);
                 for ((r, file), body) in chunks.iter().zip(&bodies) {
                     if codec_values(file, &r.meta, body, vals).is_err() {
@@ -225,7 +225,11 @@ impl Store {
                 }
             }
             Some(wanted) => {
-                vals.resize(total, 0.0);
+                // Slots not wanted keep whatever the buffer held (no zeroing per series).
+                if vals.len() < total {
+                    vals.resize(total, 0.0);
+                }
+                vals.truncate(total);
                 let mut rel: Vec<u32> = Vec::new();
                 let mut start = 0usize; // of the chunk, in the untrimmed concatenation
                 let mut w = 0usize; // first wanted index not yet handed to a chunk
