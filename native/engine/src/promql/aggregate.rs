@@ -112,6 +112,12 @@ const STEPS_PER_TASK: usize = 256;
 /// parallel when `parallel`.
 fn fold_group(op: AggOp, input: &[Series], members: &[usize], steps: usize, parallel: bool) -> Vec<Option<f64>> {
     let mut acc = vec![Acc::default(); steps];
+    fold_into(op, input, members, &mut acc, parallel);
+    acc.into_iter().map(|a| a.result(op)).collect()
+}
+
+/// Folds `members` of `input`, in order, into the per-step accumulators `acc`.
+fn fold_into(op: AggOp, input: &[Series], members: &[usize], acc: &mut [Acc], parallel: bool) {
     let fold_block = |(block, accs): (usize, &mut [Acc])| {
         let base = block * STEPS_PER_TASK;
         for &m in members {
@@ -123,12 +129,84 @@ fn fold_group(op: AggOp, input: &[Series], members: &[usize], steps: usize, para
             }
         }
     };
-    if parallel {
+    if parallel && acc.len() > STEPS_PER_TASK {
         pool().install(|| acc.par_chunks_mut(STEPS_PER_TASK).enumerate().for_each(fold_block));
     } else {
         acc.chunks_mut(STEPS_PER_TASK).enumerate().for_each(fold_block);
     }
-    acc.into_iter().map(|a| a.result(op)).collect()
+}
+
+/// An aggregation (`sum`, `avg`, `count`, `group`, `min`, `max`, `stddev`, `stdvar`)
+/// fed its input a block of series at a time, in input order, so the input is never held
+/// whole: each block is folded into the groups' per-step accumulators as it comes. Gives
+/// exactly what [`aggregate`] gives for the same input (same groups in the same order,
+/// every step folded in input order).
+pub struct Folder<'a> {
+    op: AggOp,
+    grouping: &'a Grouping,
+    steps: usize,
+    index: HashMap<Labels, usize>,
+    groups: Vec<(Labels, Vec<Acc>)>,
+}
+
+impl<'a> Folder<'a> {
+    /// Whether `op` (without a parameter) can be folded a block at a time.
+    pub fn handles(op: AggOp) -> bool {
+        matches!(
+            op,
+            AggOp::Sum | AggOp::Avg | AggOp::Count | AggOp::Group | AggOp::Min | AggOp::Max | AggOp::Stddev | AggOp::Stdvar
+        )
+    }
+
+    pub fn new(op: AggOp, grouping: &'a Grouping, g: &Grid) -> Self {
+        Folder { op, grouping, steps: g.len, index: HashMap::new(), groups: Vec::new() }
+    }
+
+    /// Folds the next series of the input.
+    pub fn add(&mut self, block: Vec<Series>) {
+        let mut touched: Vec<(usize, Vec<usize>)> = Vec::new(); // (group, members in block)
+        let mut slot: HashMap<usize, usize> = HashMap::new(); // group -> index in touched
+        for (i, s) in block.iter().enumerate() {
+            let key = group_labels(&s.labels, self.grouping);
+            let gi = match self.index.get(&key) {
+                Some(&gi) => gi,
+                None => {
+                    let gi = self.groups.len();
+                    self.index.insert(key.clone(), gi);
+                    self.groups.push((key, vec![Acc::default(); self.steps]));
+                    gi
+                }
+            };
+            let t = *slot.entry(gi).or_insert_with(|| {
+                touched.push((gi, Vec::new()));
+                touched.len() - 1
+            });
+            touched[t].1.push(i);
+        }
+        let op = self.op;
+        if touched.len() >= 2 * pool().current_num_threads() {
+            // Each touched group's accumulators are taken out, folded on some thread, and put back.
+            let mut work: Vec<(usize, Vec<Acc>, Vec<usize>)> =
+                touched.into_iter().map(|(gi, m)| (gi, std::mem::take(&mut self.groups[gi].1), m)).collect();
+            pool().install(|| work.par_iter_mut().for_each(|(_, acc, members)| fold_into(op, &block, members, acc, false)));
+            for (gi, acc, _) in work {
+                self.groups[gi].1 = acc;
+            }
+        } else {
+            for (gi, members) in touched {
+                fold_into(op, &block, &members, &mut self.groups[gi].1, true);
+            }
+        }
+    }
+
+    /// The aggregated series, groups in order of first appearance.
+    pub fn finish(self) -> Vec<Series> {
+        let op = self.op;
+        self.groups
+            .into_iter()
+            .map(|(labels, acc)| Series { labels, vals: acc.into_iter().map(|a| a.result(op)).collect() })
+            .collect()
+    }
 }
 
 /// Running state of one group at one step: `n` values seen; `a`, `b`, `c` per operator

@@ -56,12 +56,14 @@ fn fetch_each<T: Send>(
     to: i64,
     f: impl Fn(Raw) -> Result<Option<T>> + Sync,
 ) -> Result<Vec<T>> {
-    fetch_each_at(ev, sel, from, to, true, |_| AllValues, |raw, _| f(raw))
+    fetch_each_at(ev, sel, from, to, true, |_| AllValues, |raw, _| f(raw), None)
 }
 
 /// [`fetch_each`] for a caller that needs some of each series' values only: `pick`
 /// derives from the timestamps which (see `Store::read_columns_at`), and `f` gets
-/// what `pick` gave with the series.
+/// what `pick` gave with the series. With a `sink`, the results go to it a block of
+/// series at a time, in order (and none are returned), so they are never all held.
+#[allow(clippy::too_many_arguments)]
 fn fetch_each_at<T: Send, P: Wanted>(
     ev: &Evaluator,
     sel: &Selector,
@@ -70,12 +72,16 @@ fn fetch_each_at<T: Send, P: Wanted>(
     need_values: bool,
     pick: impl Fn(&Arc<[i64]>) -> P + Sync,
     f: impl Fn(Raw, P) -> Result<Option<T>> + Sync,
+    mut sink: Option<Sink<T>>,
 ) -> Result<Vec<T>> {
     thread_local! {
         static VALS: RefCell<Vec<f64>> = const { RefCell::new(Vec::new()) };
     }
     let ids = ev.store.select(&sel.matchers, Some((from, to)));
     let memo = TsMemo::default();
+    let block = if sink.is_some() { SINK_BLOCK } else { ids.len().max(1) };
+    let mut all = Vec::new();
+    for ids in ids.chunks(block) {
     let out: Result<Vec<Option<T>>> = pool().install(|| {
         ids.par_iter()
             .map(|&id| {
@@ -100,8 +106,21 @@ fn fetch_each_at<T: Send, P: Wanted>(
             })
             .collect()
     });
-    Ok(out?.into_iter().flatten().collect())
+    let out: Vec<T> = out?.into_iter().flatten().collect();
+    match sink.as_mut() {
+        Some(sink) => sink(out)?,
+        None => all.extend(out),
+    }
+    }
+    Ok(all)
 }
+
+/// Where [`fetch_each_at`] hands its results a block at a time.
+pub type Sink<'s, T> = &'s mut dyn FnMut(Vec<T>) -> Result<()>;
+
+/// Series per block handed to a sink: enough for both threads to have work, few enough
+/// that a block's per-step vectors are reused memory rather than fresh pages.
+const SINK_BLOCK: usize = 64;
 
 /// Something derived from a timestamp column (the sample each step picks, the window
 /// of each step), computed once per distinct column: series sharing their timestamps
@@ -184,6 +203,18 @@ pub fn instant(ev: &Evaluator, sel: &Selector, g: &Grid, timestamps: bool) -> Re
 /// series is present at a step is right, as `count` and `group` need), which spares
 /// decoding them where the encoding allows.
 pub fn instant_with(ev: &Evaluator, sel: &Selector, g: &Grid, timestamps: bool, need_values: bool) -> Result<Vec<Series>> {
+    instant_blocks(ev, sel, g, timestamps, need_values, None)
+}
+
+/// [`instant_with`], handing the series to `sink` (if given) a block at a time.
+pub fn instant_blocks(
+    ev: &Evaluator,
+    sel: &Selector,
+    g: &Grid,
+    timestamps: bool,
+    need_values: bool,
+    sink: Option<Sink<Series>>,
+) -> Result<Vec<Series>> {
     let ends = ends(sel, g);
     let (Some(&lo), Some(&hi)) = (ends.iter().min(), ends.iter().max()) else { return Ok(vec![]) };
     let lookback = ev.opts.lookback_ms;
@@ -207,7 +238,7 @@ pub fn instant_with(ev: &Evaluator, sel: &Selector, g: &Grid, timestamps: bool, 
             })
             .collect();
         Ok(Some(Series { labels: p.labels, vals }).filter(Series::any))
-    })
+    }, sink)
 }
 
 /// The range argument of `sel[range]` over the grid.
@@ -232,11 +263,27 @@ pub fn range_call(
     scalars: &[Vec<f64>],
     evals: &[i64],
 ) -> Result<Vec<Series>> {
+    range_call_blocks(ev, sel, range, g, func, scalars, evals, None)
+}
+
+/// [`range_call`], handing the series to `sink` (if given) a block at a time; two
+/// series with the same labels are the same error either way.
+#[allow(clippy::too_many_arguments)]
+pub fn range_call_blocks(
+    ev: &Evaluator,
+    sel: &Selector,
+    range: i64,
+    g: &Grid,
+    func: &str,
+    scalars: &[Vec<f64>],
+    evals: &[i64],
+    sink: Option<Sink<Series>>,
+) -> Result<Vec<Series>> {
     let ends = ends(sel, g);
     let (Some(&lo), Some(&hi)) = (ends.iter().min(), ends.iter().max()) else { return Ok(vec![]) };
     let f = RangeFn::new(func, range, &ends, scalars, evals)?;
     let windows = PerColumn::new();
-    let out = fetch_each(ev, sel, lo - range, hi, |p| {
+    let each = |p: Raw, _: AllValues| {
         if p.vals.iter().any(|&v| is_stale(v)) {
             return match without_stale(p.points()) {
                 Some(p) => f.series(&p.labels, &p.ts, &p.vals, None).map(Some),
@@ -248,8 +295,22 @@ pub fn range_call(
         }
         let w = windows.get(&p.ts, |ts| f.windows(ts));
         f.series(&p.labels, &p.ts, p.vals, Some(&w)).map(Some)
-    })?;
-    collide_strict(out)
+    };
+    let Some(sink) = sink else {
+        let out = fetch_each_at(ev, sel, lo - range, hi, true, |_| AllValues, each, None)?;
+        return collide_strict(out);
+    };
+    let mut seen: hashbrown::HashSet<Labels> = hashbrown::HashSet::new();
+    let mut checked = |mut block: Vec<Series>| -> Result<()> {
+        block.retain(Series::any);
+        for s in &block {
+            if !seen.insert(s.labels.clone()) {
+                return Err(super::exec_err(super::SAME_LABELSET));
+            }
+        }
+        sink(block)
+    };
+    fetch_each_at(ev, sel, lo - range, hi, true, |_| AllValues, each, Some(&mut checked))
 }
 
 /// The points without staleness markers (range selectors skip them); `None` if none are left.

@@ -602,3 +602,55 @@ fn promql_shared_timestamp_paths_match_per_series_reference() {
         }
     }
 }
+
+/// Aggregations folded block by block as a selector reads its series give what the
+/// aggregation of the whole input vector gives, bit for bit (the input made opaque to
+/// the streaming path by a double negation, which changes no value).
+#[test]
+fn promql_streamed_aggregation_matches_whole_vector_aggregation() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    let s = store();
+    for k in 0..300 {
+        let l = s.labels("m", &[("g", &(k % 3).to_string()), ("k", &k.to_string())]).unwrap();
+        let id = s.resolve(&l).unwrap();
+        let mut v = rng.gen_range(0..1000) as f64;
+        let (mut ts, mut vals) = (vec![], vec![]);
+        for i in 0..200i64 {
+            if rng.gen_range(0..10) == 0 {
+                continue;
+            }
+            v += rng.gen_range(0..1000) as f64 / 7.0;
+            ts.push(i * 15_000 + (k as i64 % 4));
+            vals.push(match rng.gen_range(0..60) {
+                0 => f64::from_bits(STALE_NAN_BITS),
+                1 => f64::NAN,
+                2 => 1e300,
+                _ => v,
+            });
+        }
+        s.write(&vec![id; ts.len()], &ts, &vals).unwrap();
+        if k % 2 == 0 {
+            s.flush().unwrap();
+        }
+    }
+    let opts = EvalOptions { range_query: true, ..EvalOptions::default() };
+    let bits = |q: QueryValue| match q {
+        QueryValue::Vector(v) => v.into_iter().map(|s| (s.labels, s.vals.iter().map(|x| x.map(f64::to_bits)).collect::<Vec<_>>())).collect::<Vec<_>>(),
+        other => panic!("{other:?}"),
+    };
+    let neg2 = |e: Expr| Expr::Neg(Box::new(Expr::Neg(Box::new(e))));
+    let rate = || Expr::call("rate", vec![Expr::matrix(vec![name("m")], 300_000)]);
+    for op in [AggOp::Sum, AggOp::Avg, AggOp::Count, AggOp::Group, AggOp::Min, AggOp::Max, AggOp::Stddev, AggOp::Stdvar] {
+        for by in [vec![], vec!["g"], vec!["k"]] {
+            for inner in [sel("m"), rate()] {
+                let direct = agg(op, inner.clone(), &by);
+                let whole = agg(op, neg2(inner.clone()), &by);
+                let a = bits(evaluate(&s, &direct, 0, 3_000_000, 30_000, &opts).unwrap());
+                let b = bits(evaluate(&s, &whole, 0, 3_000_000, 30_000, &opts).unwrap());
+                assert!(!a.is_empty());
+                assert_eq!(a, b, "{op:?} by {by:?} {inner:?}");
+            }
+        }
+    }
+}
