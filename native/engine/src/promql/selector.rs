@@ -72,18 +72,16 @@ fn fetch_each_at<T: Send, P: Wanted>(
     need_values: bool,
     pick: impl Fn(&Arc<[i64]>) -> P + Sync,
     f: impl Fn(Raw, P) -> Result<Option<T>> + Sync,
-    mut sink: Option<Sink<T>>,
+    sink: Option<Sink<T>>,
 ) -> Result<Vec<T>> {
     thread_local! {
         static VALS: RefCell<Vec<f64>> = const { RefCell::new(Vec::new()) };
     }
     let ids = ev.store.select(&sel.matchers, Some((from, to)));
     let memo = TsMemo::default();
-    let block = if sink.is_some() { SINK_BLOCK } else { ids.len().max(1) };
-    let mut all = Vec::new();
-    for ids in ids.chunks(block) {
-    let out: Result<Vec<Option<T>>> = pool().install(|| {
-        ids.par_iter()
+    let read = |ids: &[u64]| -> Result<Vec<T>> {
+        let out: Result<Vec<Option<T>>> = ids
+            .par_iter()
             .map(|&id| {
                 ev.check_deadline()?;
                 // The buffer is taken out of its cell while `f` runs, so `f` may read
@@ -104,19 +102,25 @@ fn fetch_each_at<T: Send, P: Wanted>(
                 }
                 res
             })
-            .collect()
-    });
-    let out: Vec<T> = out?.into_iter().flatten().collect();
-    match sink.as_mut() {
-        Some(sink) => sink(out)?,
-        None => all.extend(out),
-    }
-    }
-    Ok(all)
+            .collect();
+        Ok(out?.into_iter().flatten().collect())
+    };
+    let Some(sink) = sink else { return pool().install(|| read(&ids)) };
+    // A block is handed to the sink while the next one is read (both on the pool).
+    pool().install(|| {
+        let mut pending: Option<Vec<T>> = None;
+        for block in ids.chunks(SINK_BLOCK) {
+            let (sunk, next) = rayon::join(|| pending.take().map_or(Ok(()), &mut *sink), || read(block));
+            sunk?;
+            pending = Some(next?);
+        }
+        pending.map_or(Ok(()), sink)
+    })?;
+    Ok(vec![])
 }
 
 /// Where [`fetch_each_at`] hands its results a block at a time.
-pub type Sink<'s, T> = &'s mut dyn FnMut(Vec<T>) -> Result<()>;
+pub type Sink<'s, T> = &'s mut (dyn FnMut(Vec<T>) -> Result<()> + Send);
 
 /// Series per block handed to a sink: enough for both threads to have work, few enough
 /// that a block's per-step vectors are reused memory rather than fresh pages.
