@@ -234,6 +234,11 @@ enum Data {
     Owned(Vec<u8>),
 }
 
+/// A timestamp column with the (count, min_ts, max_ts) of the chunk that stores it.
+type ShapedColumn = ((u32, i64, i64), std::sync::Arc<[i64]>);
+/// A timestamp column with its key in a [`TsMemo`] (file id, offset of the chunk that stores it).
+pub type KeyedColumn = ((u64, u64), std::sync::Arc<[i64]>);
+
 /// Timestamp columns shared between chunks, decoded once per reader (one query): keyed
 /// by (file id, offset of the chunk that stores them), with that chunk's (count, min_ts,
 /// max_ts) so a chunk that does not fit is still reported as corrupt.
@@ -260,8 +265,8 @@ impl TsMemo {
     fn get_or_put(
         &self,
         key: (u64, u64),
-        make: impl FnOnce() -> std::result::Result<((u32, i64, i64), std::sync::Arc<[i64]>), String>,
-    ) -> std::result::Result<((u32, i64, i64), std::sync::Arc<[i64]>), String> {
+        make: impl FnOnce() -> std::result::Result<ShapedColumn, String>,
+    ) -> std::result::Result<ShapedColumn, String> {
         if let Some(hit) = self.get(key) {
             return Ok(hit);
         }
@@ -469,7 +474,7 @@ impl ChunkFile {
         meta: &ChunkMeta,
         vals_out: &mut Vec<f64>,
         memo: &TsMemo,
-    ) -> Result<((u64, u64), std::sync::Arc<[i64]>)> {
+    ) -> Result<KeyedColumn> {
         let (key, ts, body) = self.ts_column(meta, memo)?;
         codec::decode_values(meta.codec, body, meta.count as usize, vals_out).map_err(|e| self.chunk_err(meta, e.message))?;
         Ok((key, ts))

@@ -169,6 +169,7 @@ pub(super) fn encode_decimal(vals: &[f64], val_enc: u8, out: &mut Vec<u8>) -> Op
 
 /// The scale, the exceptions and the mantissa bytes of a value section written by
 /// [`encode_decimal`].
+#[allow(clippy::type_complexity)]
 fn parse_decimal(val_data: &[u8], count: usize) -> Result<(u8, Vec<(usize, u64)>, &[u8])> {
     let mut pos = 0usize;
     let scale = *val_data.first().ok_or_else(|| Error::corrupt("codec: no decimal scale"))?;
