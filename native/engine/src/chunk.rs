@@ -291,6 +291,11 @@ enum Data {
     Owned(Vec<u8>),
 }
 
+/// A timestamp column with the (count, min_ts, max_ts) of the chunk that stores it.
+type ShapedColumn = ((u32, i64, i64), std::sync::Arc<[i64]>);
+/// A timestamp column with its key in a [`TsMemo`] (file id, offset of the chunk that stores it).
+pub type KeyedColumn = ((u64, u64), std::sync::Arc<[i64]>);
+
 /// Timestamp columns shared between chunks, decoded once per reader (one query): keyed
 /// by (file id, offset of the chunk that stores them), with that chunk's (count, min_ts,
 /// max_ts) so a chunk that does not fit is still reported as corrupt.
@@ -298,6 +303,9 @@ enum Data {
 pub struct TsMemo {
     #[allow(clippy::type_complexity)]
     columns: std::sync::Mutex<hashbrown::HashMap<(u64, u64), ((u32, i64, i64), std::sync::Arc<[i64]>)>>,
+    /// Whole series' timestamps by their chunks' column keys and the read range (see [`TsMemo::joined`]).
+    #[allow(clippy::type_complexity)]
+    joined: std::sync::Mutex<hashbrown::HashMap<(Vec<(u64, u64)>, i64, i64), std::sync::Arc<[i64]>>>,
 }
 
 impl TsMemo {
@@ -307,6 +315,58 @@ impl TsMemo {
 
     fn put(&self, key: (u64, u64), shape: (u32, i64, i64), ts: &[i64]) {
         self.columns.lock().unwrap_or_else(|e| e.into_inner()).entry(key).or_insert_with(|| (shape, ts.into()));
+    }
+
+    /// The column under `key`, or `make()`'s put there (the first one put wins when
+    /// two readers race, so every reader ends up with the same `Arc`).
+    fn get_or_put(
+        &self,
+        key: (u64, u64),
+        make: impl FnOnce() -> std::result::Result<ShapedColumn, String>,
+    ) -> std::result::Result<ShapedColumn, String> {
+        if let Some(hit) = self.get(key) {
+            return Ok(hit);
+        }
+        let made = make()?;
+        Ok(self.columns.lock().unwrap_or_else(|e| e.into_inner()).entry(key).or_insert(made).clone())
+    }
+
+    /// The timestamps of a series made of the chunks whose columns are `keys` (in
+    /// order), trimmed to `[from, to]`: `make()` the first time, the same `Arc` after.
+    pub fn joined(
+        &self,
+        keys: &[(u64, u64)],
+        from: i64,
+        to: i64,
+        make: impl FnOnce() -> std::sync::Arc<[i64]>,
+    ) -> std::sync::Arc<[i64]> {
+        let key = (keys.to_vec(), from, to);
+        if let Some(hit) = self.joined.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return hit.clone();
+        }
+        let made = make();
+        self.joined.lock().unwrap_or_else(|e| e.into_inner()).entry(key).or_insert(made).clone()
+    }
+}
+
+/// What `Store::read_columns_at` needs from its `pick`: the sorted indexes (into the
+/// timestamps in range) of the values wanted, or `None` for all of them.
+pub trait Wanted {
+    fn wanted(&self) -> Option<&[u32]>;
+}
+
+/// Every value is wanted.
+pub struct AllValues;
+
+impl Wanted for AllValues {
+    fn wanted(&self) -> Option<&[u32]> {
+        None
+    }
+}
+
+impl<T: Wanted> Wanted for std::sync::Arc<T> {
+    fn wanted(&self) -> Option<&[u32]> {
+        (**self).wanted()
     }
 }
 
@@ -472,6 +532,79 @@ impl ChunkFile {
             return Err(err(e.message));
         }
         Ok(())
+    }
+
+    /// Decode one chunk's values onto `vals_out` and return its timestamps as a column
+    /// shared through `memo`, with the column's key (file id, offset of the chunk that
+    /// stores it): every chunk of a file that shares a timestamp column gets the same
+    /// `Arc` (no copy per series), and so does the chunk that stores it. Same checks as
+    /// [`read`](Self::read); on error `vals_out` is left as it was.
+    pub fn read_columns(
+        &self,
+        meta: &ChunkMeta,
+        vals_out: &mut Vec<f64>,
+        memo: &TsMemo,
+    ) -> Result<KeyedColumn> {
+        let (key, ts, body) = self.ts_column(meta, memo)?;
+        codec::decode_values(meta.codec, body, meta.count as usize, vals_out).map_err(|e| self.chunk_err(meta, e.message))?;
+        Ok((key, ts))
+    }
+
+    /// The values of a chunk whose body `ts_column` returned, at the sorted indexes
+    /// `wanted` only (see `codec::decode_values_at`), into `out` (one slot per point).
+    pub fn values_at(&self, meta: &ChunkMeta, body: &[u8], wanted: &[u32], need_values: bool, out: &mut [f64]) -> Result<()> {
+        codec::decode_values_at(meta.codec, body, meta.count as usize, wanted, need_values, out)
+            .map_err(|e| self.chunk_err(meta, e.message))
+    }
+
+    fn chunk_err(&self, meta: &ChunkMeta, msg: String) -> Error {
+        Error::corrupt(format!("chunk file {} offset {}: {msg}", self.display_name(), meta.offset))
+    }
+
+    /// The timestamps of a chunk as a column shared through `memo` (see
+    /// [`read_columns`](Self::read_columns)), its key, and the chunk's body (crc verified).
+    #[allow(clippy::type_complexity)]
+    pub fn ts_column(&self, meta: &ChunkMeta, memo: &TsMemo) -> Result<((u64, u64), std::sync::Arc<[i64]>, &[u8])> {
+        let err = |msg: String| {
+            Error::corrupt(format!("chunk file {} offset {}: {msg}", self.display_name(), meta.offset))
+        };
+        let (on_disk, body) = self.record(meta.offset).map_err(err)?;
+        if on_disk != *meta {
+            return Err(err(format!("chunk header {on_disk:?} does not match index entry {meta:?}")));
+        }
+        let count = meta.count as usize;
+        let shape = (meta.count, meta.min_ts, meta.max_ts);
+        let owner_offset = match codec::shared_ts_ref(meta.codec, body) {
+            Ok(None) => meta.offset,
+            Ok(Some(back)) => {
+                if self.version < 2 {
+                    return Err(err(format!("shared timestamps in a format {} file", self.version)));
+                }
+                meta.offset.checked_sub(back).ok_or_else(|| err("shared timestamps before the file start".into()))?
+            }
+            Err(e) => return Err(err(e.message)),
+        };
+        let key = (self.id, owner_offset);
+        let (owner_shape, ts) = memo
+            .get_or_put(key, || {
+                let (owner, owner_body) = if owner_offset == meta.offset {
+                    (on_disk, body)
+                } else {
+                    self.record(owner_offset).map_err(|m| format!("shared timestamps at offset {owner_offset}: {m}"))?
+                };
+                if owner.codec >> 4 == codec::TS_SHARED && owner.codec > codec::CODEC_RAW {
+                    return Err(format!("shared timestamps at offset {owner_offset} do not fit: {owner:?}"));
+                }
+                let mut ts = Vec::with_capacity(owner.count as usize);
+                codec::decode_ts(owner.codec, owner_body, owner.count as usize, &mut ts)
+                    .map_err(|e| format!("shared timestamps at offset {owner_offset}: {}", e.message))?;
+                Ok(((owner.count, owner.min_ts, owner.max_ts), ts.into()))
+            })
+            .map_err(err)?;
+        if owner_shape != shape || ts.len() != count {
+            return Err(err(format!("shared timestamps at offset {owner_offset} do not fit: {owner_shape:?}")));
+        }
+        Ok((key, ts, body))
     }
 
     /// The record at `offset`: its header fields (with offset and crc) and body, crc verified.

@@ -8,7 +8,7 @@
 
 use super::bits::{get_varint, put_varint};
 use super::packed::{decode_packed_ints, encode_packed_ints};
-use super::pcodec::{pco_compress, pco_decompress_into};
+use super::pcodec::{pco_compress, pco_decompress_scratch};
 use super::VAL_DEC_PACKED;
 use crate::error::{Error, Result};
 use pco::DeltaSpec;
@@ -167,13 +167,10 @@ pub(super) fn encode_decimal(vals: &[f64], val_enc: u8, out: &mut Vec<u8>) -> Op
     Some(())
 }
 
-/// Decode a value section written by [`encode_decimal`], appending `count` values.
-pub(super) fn decode_decimal(
-    val_data: &[u8],
-    val_enc: u8,
-    count: usize,
-    vals_out: &mut Vec<f64>,
-) -> Result<()> {
+/// The scale, the exceptions and the mantissa bytes of a value section written by
+/// [`encode_decimal`].
+#[allow(clippy::type_complexity)]
+fn parse_decimal(val_data: &[u8], count: usize) -> Result<(u8, Vec<(usize, u64)>, &[u8])> {
     let mut pos = 0usize;
     let scale = *val_data.first().ok_or_else(|| Error::corrupt("codec: no decimal scale"))?;
     pos += 1;
@@ -200,30 +197,89 @@ pub(super) fn decode_decimal(
         pos += 8;
         exceptions.push((idx as usize, u64::from_le_bytes(raw.try_into().unwrap())));
     }
-    let rest = &val_data[pos..];
+    Ok((scale, exceptions, &val_data[pos..]))
+}
+
+thread_local! {
     // The mantissas go through a per-thread scratch buffer: a query decodes thousands of
     // chunks, and a fresh vector each time is an allocation plus page faults.
-    thread_local! {
-        static MANTISSAS: std::cell::RefCell<Vec<i64>> = const { std::cell::RefCell::new(Vec::new()) };
-    }
-    MANTISSAS.with(|cell| -> Result<()> {
+    static MANTISSAS: std::cell::RefCell<Vec<i64>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The mantissas of a value section into the per-thread scratch buffer, handed to `f`.
+fn with_mantissas<T>(rest: &[u8], val_enc: u8, count: usize, f: impl FnOnce(&[i64]) -> T) -> Result<T> {
+    MANTISSAS.with(|cell| -> Result<T> {
         let mut m = cell.borrow_mut();
-        m.clear();
         if val_enc == VAL_DEC_PACKED {
+            m.clear();
             decode_packed_ints(rest, count, &mut m)?;
         } else {
-            pco_decompress_into::<i64>(rest, count, "decimal values", &mut m)?;
+            pco_decompress_scratch::<i64>(rest, count, "decimal values", &mut m)?;
         }
-        let start = vals_out.len();
-        mantissas_to_f64(&m, scale, vals_out);
-        for &(i, bits) in &exceptions {
-            vals_out[start + i] = f64::from_bits(bits);
-        }
+        let out = f(&m);
         if m.capacity() > 1 << 16 {
             *m = Vec::new();
         }
-        Ok(())
-    })?;
+        Ok(out)
+    })
+}
+
+/// Decode a value section written by [`encode_decimal`], appending `count` values.
+pub(super) fn decode_decimal(
+    val_data: &[u8],
+    val_enc: u8,
+    count: usize,
+    vals_out: &mut Vec<f64>,
+) -> Result<()> {
+    let (scale, exceptions, rest) = parse_decimal(val_data, count)?;
+    with_mantissas(rest, val_enc, count, |m| {
+        let start = vals_out.len();
+        mantissas_to_f64(m, scale, vals_out);
+        for &(i, bits) in &exceptions {
+            vals_out[start + i] = f64::from_bits(bits);
+        }
+    })
+}
+
+/// [`decode_decimal`] of the sorted indexes `wanted` only, into `out` (see
+/// `codec::decode_values_at`): the mantissas are converted only where wanted, and not
+/// decoded at all without `need_values` (a value that is not an exception is a decimal,
+/// never a staleness marker).
+pub(super) fn decode_decimal_at(
+    val_data: &[u8],
+    val_enc: u8,
+    count: usize,
+    wanted: &[u32],
+    need_values: bool,
+    out: &mut [f64],
+) -> Result<()> {
+    let (scale, exceptions, rest) = parse_decimal(val_data, count)?;
+    if need_values {
+        with_mantissas(rest, val_enc, count, |m| {
+            if m.len() != count {
+                return Err(Error::corrupt("codec: decimal values: wrong mantissa count"));
+            }
+            for &w in wanted {
+                out[w as usize] = from_mantissa(m[w as usize], scale);
+            }
+            Ok(())
+        })??;
+    } else {
+        for &w in wanted {
+            out[w as usize] = 0.0;
+        }
+    }
+    // Exceptions at the wanted indexes (both sorted).
+    let mut w = 0usize;
+    for &(i, bits) in &exceptions {
+        w += wanted[w..].partition_point(|&x| (x as usize) < i);
+        if w == wanted.len() {
+            break;
+        }
+        if wanted[w] as usize == i {
+            out[i] = f64::from_bits(bits);
+        }
+    }
     Ok(())
 }
 

@@ -183,6 +183,48 @@ pub fn decode_values(codec: u8, data: &[u8], count: usize, vals_out: &mut Vec<f6
     res
 }
 
+/// Decode the values of a body (any codec) at the sorted chunk-relative indexes
+/// `wanted` into `out` (`count` slots; the slots not wanted are left as they are).
+/// With `need_values` false a wanted slot only tells whether the point is a
+/// staleness marker: it holds the exact value where the encoding keeps such values
+/// apart (decimal exceptions), and otherwise any value that is not a marker; a decimal
+/// body's mantissas are then not decoded at all.
+pub fn decode_values_at(
+    codec: u8,
+    data: &[u8],
+    count: usize,
+    wanted: &[u32],
+    need_values: bool,
+    out: &mut [f64],
+) -> Result<()> {
+    if out.len() != count || wanted.last().is_some_and(|&w| w as usize >= count) {
+        return Err(Error::corrupt("codec: wanted values out of range"));
+    }
+    let val_enc = codec & 0x0f;
+    if codec > CODEC_RAW && matches!(val_enc, VAL_DEC_PACKED | VAL_DEC_PCO) {
+        if count == 0 {
+            return Err(Error::corrupt(format!("codec: codec {codec:#04x} with 0 points")));
+        }
+        let (_, val_data) = split_columnar(data)?;
+        return decimal::decode_decimal_at(val_data, val_enc, count, wanted, need_values, out);
+    }
+    thread_local! {
+        static ALL: std::cell::RefCell<Vec<f64>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    let mut all = ALL.with(|c| std::mem::take(&mut *c.borrow_mut()));
+    all.clear();
+    let res = decode_values(codec, data, count, &mut all);
+    if res.is_ok() {
+        for &w in wanted {
+            out[w as usize] = all[w as usize];
+        }
+    }
+    if all.capacity() <= 1 << 16 {
+        ALL.with(|c| *c.borrow_mut() = all);
+    }
+    res
+}
+
 /// Human-readable name of a codec id (for admin tools and error messages).
 pub fn codec_name(codec: u8) -> String {
     match codec {

@@ -38,6 +38,25 @@ pub(super) fn pco_decompress<T: pco::data_types::Number>(src: &[u8], n: usize, w
     Ok(out)
 }
 
+/// Decodes `n` numbers into `out`, which ends up holding exactly them (a scratch buffer:
+/// its old contents are overwritten, not zeroed first).
+pub(super) fn pco_decompress_scratch<T: pco::data_types::Number>(
+    src: &[u8],
+    n: usize,
+    what: &str,
+    out: &mut Vec<T>,
+) -> Result<()> {
+    if out.len() < n {
+        out.resize(n, T::default());
+    }
+    out.truncate(n);
+    let res = pco_decompress_slice(src, n, what, out);
+    if res.is_err() {
+        out.clear();
+    }
+    res
+}
+
 /// Decodes `n` numbers onto the end of `out` (no intermediate buffer); on error `out` is
 /// left as it was.
 pub(super) fn pco_decompress_into<T: pco::data_types::Number>(
@@ -46,10 +65,18 @@ pub(super) fn pco_decompress_into<T: pco::data_types::Number>(
     what: &str,
     out: &mut Vec<T>,
 ) -> Result<()> {
-    let corrupt = |e: String| Error::corrupt(format!("codec: {what}: pco: {e}"));
     let start = out.len();
     out.resize(start + n, T::default());
-    let dst = &mut out[start..];
+    let res = pco_decompress_slice(src, n, what, &mut out[start..]);
+    if res.is_err() {
+        out.truncate(start);
+    }
+    res
+}
+
+/// Decodes `n` numbers into `dst` (`n` long).
+fn pco_decompress_slice<T: pco::data_types::Number>(src: &[u8], n: usize, what: &str, dst: &mut [T]) -> Result<()> {
+    let corrupt = |e: String| Error::corrupt(format!("codec: {what}: pco: {e}"));
     // pco reports malformed input as errors; the unwind guard is a second line of defence
     // so a bug in a dependency cannot take the VM down with it.
     let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> std::result::Result<(), String> {
@@ -62,11 +89,9 @@ pub(super) fn pco_decompress_into<T: pco::data_types::Number>(
         }
         Ok(())
     }));
-    let res = match res {
-        Ok(Ok(())) => return Ok(()),
-        Ok(Err(e)) => corrupt(e),
-        Err(_) => corrupt("decoder panicked on malformed input".to_string()),
-    };
-    out.truncate(start);
-    Err(res)
+    match res {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(corrupt(e)),
+        Err(_) => Err(corrupt("decoder panicked on malformed input".to_string())),
+    }
 }

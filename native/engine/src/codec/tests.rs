@@ -20,6 +20,31 @@ fn roundtrip_with(ts: &[i64], vals: &[f64], codec: u8, body: &[u8]) {
     for (i, (a, b)) in v[1..].iter().zip(vals).enumerate() {
         assert_eq!(a.to_bits(), b.to_bits(), "value {i} differs ({a} vs {b}), codec {codec:#04x}");
     }
+    check_values_at(vals, codec, body);
+}
+
+/// `decode_values_at` gives the wanted values (all of them, or whether each is a
+/// staleness marker) and leaves the other slots alone.
+fn check_values_at(vals: &[f64], codec: u8, body: &[u8]) {
+    let n = vals.len();
+    for every in [1usize, 3, 7] {
+        let wanted: Vec<u32> = (0..n as u32).filter(|i| *i as usize % every == every / 2 || *i as usize + 1 == n).collect();
+        for need in [true, false] {
+            let mut out = vec![f64::from_bits(STALE_NAN_BITS); n];
+            decode_values_at(codec, body, n, &wanted, need, &mut out)
+                .unwrap_or_else(|e| panic!("decode_values_at codec {codec:#04x}: {e}"));
+            for i in 0..n {
+                let stale = |v: f64| v.to_bits() == STALE_NAN_BITS;
+                if wanted.binary_search(&(i as u32)).is_err() {
+                    assert!(stale(out[i]), "slot {i} not wanted but written, codec {codec:#04x}");
+                } else if need {
+                    assert_eq!(out[i].to_bits(), vals[i].to_bits(), "value {i}, codec {codec:#04x}");
+                } else {
+                    assert_eq!(stale(out[i]), stale(vals[i]), "staleness of {i}, codec {codec:#04x}");
+                }
+            }
+        }
+    }
 }
 
 /// Round trip through `encode` and through every explicit encoding combination.

@@ -112,6 +112,12 @@ const STEPS_PER_TASK: usize = 256;
 /// parallel when `parallel`.
 fn fold_group(op: AggOp, input: &[Series], members: &[usize], steps: usize, parallel: bool) -> Vec<Option<f64>> {
     let mut acc = vec![Acc::default(); steps];
+    fold_into(op, input, members, &mut acc, parallel);
+    acc.into_iter().map(|a| a.result(op)).collect()
+}
+
+/// Folds `members` of `input`, in order, into the per-step accumulators `acc`.
+fn fold_into(op: AggOp, input: &[Series], members: &[usize], acc: &mut [Acc], parallel: bool) {
     let fold_block = |(block, accs): (usize, &mut [Acc])| {
         let base = block * STEPS_PER_TASK;
         for &m in members {
@@ -123,12 +129,84 @@ fn fold_group(op: AggOp, input: &[Series], members: &[usize], steps: usize, para
             }
         }
     };
-    if parallel {
+    if parallel && acc.len() > STEPS_PER_TASK {
         pool().install(|| acc.par_chunks_mut(STEPS_PER_TASK).enumerate().for_each(fold_block));
     } else {
         acc.chunks_mut(STEPS_PER_TASK).enumerate().for_each(fold_block);
     }
-    acc.into_iter().map(|a| a.result(op)).collect()
+}
+
+/// An aggregation (`sum`, `avg`, `count`, `group`, `min`, `max`, `stddev`, `stdvar`)
+/// fed its input a block of series at a time, in input order, so the input is never held
+/// whole: each block is folded into the groups' per-step accumulators as it comes. Gives
+/// exactly what [`aggregate`] gives for the same input (same groups in the same order,
+/// every step folded in input order).
+pub struct Folder<'a> {
+    op: AggOp,
+    grouping: &'a Grouping,
+    steps: usize,
+    index: HashMap<Labels, usize>,
+    groups: Vec<(Labels, Vec<Acc>)>,
+}
+
+impl<'a> Folder<'a> {
+    /// Whether `op` (without a parameter) can be folded a block at a time.
+    pub fn handles(op: AggOp) -> bool {
+        matches!(
+            op,
+            AggOp::Sum | AggOp::Avg | AggOp::Count | AggOp::Group | AggOp::Min | AggOp::Max | AggOp::Stddev | AggOp::Stdvar
+        )
+    }
+
+    pub fn new(op: AggOp, grouping: &'a Grouping, g: &Grid) -> Self {
+        Folder { op, grouping, steps: g.len, index: HashMap::new(), groups: Vec::new() }
+    }
+
+    /// Folds the next series of the input.
+    pub fn add(&mut self, block: Vec<Series>) {
+        let mut touched: Vec<(usize, Vec<usize>)> = Vec::new(); // (group, members in block)
+        let mut slot: HashMap<usize, usize> = HashMap::new(); // group -> index in touched
+        for (i, s) in block.iter().enumerate() {
+            let key = group_labels(&s.labels, self.grouping);
+            let gi = match self.index.get(&key) {
+                Some(&gi) => gi,
+                None => {
+                    let gi = self.groups.len();
+                    self.index.insert(key.clone(), gi);
+                    self.groups.push((key, vec![Acc::default(); self.steps]));
+                    gi
+                }
+            };
+            let t = *slot.entry(gi).or_insert_with(|| {
+                touched.push((gi, Vec::new()));
+                touched.len() - 1
+            });
+            touched[t].1.push(i);
+        }
+        let op = self.op;
+        if touched.len() >= 2 * pool().current_num_threads() {
+            // Each touched group's accumulators are taken out, folded on some thread, and put back.
+            let mut work: Vec<(usize, Vec<Acc>, Vec<usize>)> =
+                touched.into_iter().map(|(gi, m)| (gi, std::mem::take(&mut self.groups[gi].1), m)).collect();
+            pool().install(|| work.par_iter_mut().for_each(|(_, acc, members)| fold_into(op, &block, members, acc, false)));
+            for (gi, acc, _) in work {
+                self.groups[gi].1 = acc;
+            }
+        } else {
+            for (gi, members) in touched {
+                fold_into(op, &block, &members, &mut self.groups[gi].1, true);
+            }
+        }
+    }
+
+    /// The aggregated series, groups in order of first appearance.
+    pub fn finish(self) -> Vec<Series> {
+        let op = self.op;
+        self.groups
+            .into_iter()
+            .map(|(labels, acc)| Series { labels, vals: acc.into_iter().map(|a| a.result(op)).collect() })
+            .collect()
+    }
 }
 
 /// Running state of one group at one step: `n` values seen; `a`, `b`, `c` per operator
@@ -197,8 +275,20 @@ impl Acc {
     }
 }
 
+/// Largest `k` for which a group's top k are kept in a small sorted buffer while its
+/// members are scanned; above it the members are sorted.
+const TOPK_INSERT_MAX: usize = 32;
+
 fn top_k(k: Vec<f64>, input: Vec<Series>, grouping: &Grouping, g: &Grid, top: bool) -> Result<Vec<Series>> {
     let groups = groups(&input, grouping);
+    // The order of a stable sort: NaN last, then by value (descending for topk), ties in input order.
+    let cmp = |a: f64, b: f64| match (a.is_nan(), b.is_nan()) {
+        (true, true) => std::cmp::Ordering::Equal,
+        (true, false) => std::cmp::Ordering::Greater,
+        (false, true) => std::cmp::Ordering::Less,
+        _ if top => b.partial_cmp(&a).unwrap(),
+        _ => a.partial_cmp(&b).unwrap(),
+    };
     // selected[i] = for step i, the chosen (series index) per group in output order.
     let mut chosen: Vec<Vec<usize>> = Vec::with_capacity(g.len);
     let mut buf: Vec<(f64, usize)> = Vec::new();
@@ -211,16 +301,28 @@ fn top_k(k: Vec<f64>, input: Vec<Series>, grouping: &Grouping, g: &Grid, top: bo
         let mut step = Vec::new();
         if ki >= 1 {
             for (_, members) in &groups {
+                let kk = ki.min(members.len() as i64) as usize;
                 buf.clear();
-                buf.extend(members.iter().filter_map(|&m| input[m].vals[i].map(|v| (v, m))));
-                buf.sort_by(|a, b| match (a.0.is_nan(), b.0.is_nan()) {
-                    (true, true) => std::cmp::Ordering::Equal,
-                    (true, false) => std::cmp::Ordering::Greater,
-                    (false, true) => std::cmp::Ordering::Less,
-                    _ if top => b.0.partial_cmp(&a.0).unwrap(),
-                    _ => a.0.partial_cmp(&b.0).unwrap(),
-                });
-                step.extend(buf.iter().take(ki.min(buf.len() as i64) as usize).map(|x| x.1));
+                if kk <= TOPK_INSERT_MAX {
+                    // The first kk of the stable sort, kept sorted as the members go by:
+                    // a later member goes after every kept value it does not beat.
+                    for &m in members {
+                        let Some(v) = input[m].vals[i] else { continue };
+                        if buf.len() == kk && cmp(v, buf[kk - 1].0) != std::cmp::Ordering::Less {
+                            continue;
+                        }
+                        let pos = buf.partition_point(|&(x, _)| cmp(x, v) != std::cmp::Ordering::Greater);
+                        if buf.len() == kk {
+                            buf.pop();
+                        }
+                        buf.insert(pos, (v, m));
+                    }
+                } else {
+                    buf.extend(members.iter().filter_map(|&m| input[m].vals[i].map(|v| (v, m))));
+                    buf.sort_by(|a, b| cmp(a.0, b.0));
+                    buf.truncate(kk);
+                }
+                step.extend(buf.iter().map(|x| x.1));
             }
         }
         chosen.push(step);
@@ -231,13 +333,15 @@ fn top_k(k: Vec<f64>, input: Vec<Series>, grouping: &Grouping, g: &Grid, top: bo
             .map(|&m| Series { labels: input[m].labels.clone(), vals: input[m].vals.clone() })
             .collect());
     }
-    let mut keep: Vec<Vec<Option<f64>>> = input.iter().map(|_| vec![None; g.len]).collect();
+    // Over many steps, as Prometheus assembles its matrix from the steps' results: the
+    // series chosen at some step, in input order, with their values at those steps.
+    let mut keep: Vec<Option<Vec<Option<f64>>>> = vec![None; input.len()];
     for (i, step) in chosen.iter().enumerate() {
         for &m in step {
-            keep[m][i] = input[m].vals[i];
+            keep[m].get_or_insert_with(|| vec![None; g.len])[i] = input[m].vals[i];
         }
     }
-    Ok(input.into_iter().zip(keep).map(|(s, vals)| Series { labels: s.labels, vals }).collect())
+    Ok(input.into_iter().zip(keep).filter_map(|(s, vals)| Some(Series { labels: s.labels, vals: vals? })).collect())
 }
 
 fn valid_label_name(name: &str) -> bool {
@@ -275,4 +379,77 @@ fn count_values(label: &str, input: Vec<Series>, grouping: &Grouping, g: &Grid) 
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The scan with a small sorted buffer chooses what the stable sort chooses (NaNs,
+    /// ties, signed zeros, missing values, groups smaller than k).
+    #[test]
+    fn promql_topk_insertion_matches_stable_sort() {
+        let mut x = 0x853c_49e6_748f_ea9bu64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let pick = [1.0, 2.0, 2.0, -1.0, 0.0, -0.0, f64::NAN, 3.5, f64::INFINITY];
+        for round in 0..200 {
+            let n = (next() % 40) as usize;
+            let steps = 1 + (next() % 6) as usize;
+            let input: Vec<Series> = (0..n)
+                .map(|j| Series {
+                    labels: vec![("g".into(), (j % 3).to_string()), ("j".into(), j.to_string())],
+                    vals: (0..steps)
+                        .map(|_| (next() % 5 != 0).then(|| pick[(next() % pick.len() as u64) as usize]))
+                        .collect(),
+                })
+                .collect();
+            let g = Grid::new(0, steps as i64 - 1, 1);
+            let k: Vec<f64> = (0..steps).map(|_| (next() % 40) as f64).collect();
+            for top in [true, false] {
+                let grouping = Grouping::By(vec!["g".into()]);
+                let got = top_k(k.clone(), input.clone(), &grouping, &g, top).unwrap();
+                // reference: stable sort per step and group
+                let mut want: Vec<Vec<Option<u64>>> = vec![vec![None; steps]; n];
+                for i in 0..steps {
+                    for (_, members) in groups(&input, &grouping) {
+                        let mut c: Vec<(f64, usize)> =
+                            members.iter().filter_map(|&m| input[m].vals[i].map(|v| (v, m))).collect();
+                        c.sort_by(|a, b| match (a.0.is_nan(), b.0.is_nan()) {
+                            (true, true) => std::cmp::Ordering::Equal,
+                            (true, false) => std::cmp::Ordering::Greater,
+                            (false, true) => std::cmp::Ordering::Less,
+                            _ if top => b.0.partial_cmp(&a.0).unwrap(),
+                            _ => a.0.partial_cmp(&b.0).unwrap(),
+                        });
+                        for &(v, m) in c.iter().take(k[i] as usize) {
+                            want[m][i] = Some(v.to_bits());
+                        }
+                    }
+                }
+                let got_bits: Vec<(Labels, Vec<Option<u64>>)> =
+                    got.iter().map(|s| (s.labels.clone(), s.vals.iter().map(|v| v.map(f64::to_bits)).collect())).collect();
+                let want_bits: Vec<(Labels, Vec<Option<u64>>)> = input
+                    .iter()
+                    .zip(want)
+                    .filter(|(_, w)| steps == 1 || w.iter().any(Option::is_some))
+                    .map(|(s, w)| (s.labels.clone(), w))
+                    .collect();
+                if steps == 1 {
+                    // instant: chosen series in chosen order, whole values
+                    let mut a: Vec<_> = got_bits.iter().map(|x| x.0.clone()).collect();
+                    let mut b: Vec<_> = want_bits.iter().filter(|w| w.1[0].is_some()).map(|x| x.0.clone()).collect();
+                    a.sort();
+                    b.sort();
+                    assert_eq!(a, b, "round {round} top {top}");
+                } else {
+                    assert_eq!(got_bits, want_bits, "round {round} top {top}");
+                }
+            }
+        }
+    }
 }

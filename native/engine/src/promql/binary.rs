@@ -2,12 +2,14 @@
 //! (`on`, `ignoring`, `group_left`, `group_right`, `bool`) and the set operators.
 
 use hashbrown::HashMap;
+use rayon::prelude::*;
 
 use super::eval::{collide, Evaluator};
 use super::expr::{BinOp, Card, Matching};
 use super::value::{drop_name, format_labels, get, set, Grid, Labels, Series, Value, NAME};
 use super::exec_err;
 use crate::error::{Error, Result};
+use crate::store::pool;
 
 /// `lhs op rhs` on two floats: the value, and whether a comparison keeps it.
 pub fn elem(op: BinOp, l: f64, r: f64) -> (f64, bool) {
@@ -74,7 +76,8 @@ pub fn binary(
 }
 
 fn vector_scalar(op: BinOp, mut v: Vec<Series>, s: &[f64], swap: bool, return_bool: bool) -> Result<Vec<Series>> {
-    for series in &mut v {
+    // Series by series, in parallel (each is independent of the others).
+    pool().install(|| v.par_iter_mut().with_min_len(16).for_each(|series| {
         if drops_name(op) || return_bool {
             drop_name(&mut series.labels);
         }
@@ -91,7 +94,7 @@ fn vector_scalar(op: BinOp, mut v: Vec<Series>, s: &[f64], swap: bool, return_bo
             }
             *slot = keep.then_some(val);
         }
-    }
+    }));
     collide(v)
 }
 

@@ -4,7 +4,7 @@ use hashbrown::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use super::expr::{Expr, Selector};
+use super::expr::{AggOp, Expr, Grouping, Selector};
 use super::value::{drop_name, Grid, Points, RangeArg, Series, Value};
 use super::{aggregate, binary, exec_err, functions, rangefns, selector};
 use super::{EvalOptions, QueryValue, SAME_LABELSET, TIMED_OUT, TOO_MANY_SAMPLES};
@@ -104,6 +104,11 @@ impl<'a> Evaluator<'a> {
                     Some(p) => Some(self.eval(p, g)?),
                     None => None,
                 };
+                if param.is_none() && aggregate::Folder::handles(*op) {
+                    if let Some(out) = self.fold_selector(*op, expr, grouping, g)? {
+                        return Ok(Value::Vector(out));
+                    }
+                }
                 let input = self.vector(expr, g)?;
                 Ok(Value::Vector(aggregate::aggregate(self, *op, param, input, grouping, g)?))
             }
@@ -113,6 +118,33 @@ impl<'a> Evaluator<'a> {
                 binary::binary(self, *op, l, r, *return_bool, matching.as_ref(), g)
             }
         }
+    }
+
+    /// `op by (grouping) (expr)` folded as the selector in `expr` reads its series, a
+    /// block at a time (the per-step vectors of all series are never held at once), when
+    /// `expr` is an instant selector or a range function of a matrix selector; `None`
+    /// for any other `expr`.
+    fn fold_selector(&self, op: AggOp, expr: &Expr, grouping: &Grouping, g: &Grid) -> Result<Option<Vec<Series>>> {
+        let mut folder = aggregate::Folder::new(op, grouping, g);
+        let mut sink = |block: Vec<Series>| -> Result<()> {
+            self.check_deadline()?;
+            folder.add(block);
+            Ok(())
+        };
+        match expr {
+            // count and group need only whether each series is present at each step.
+            Expr::Vector(sel) => {
+                let need_values = !matches!(op, AggOp::Count | AggOp::Group);
+                selector::instant_blocks(self, sel, g, false, need_values, Some(&mut sink))?;
+            }
+            Expr::Call { func, args } if args.len() == 1 && func != "absent_over_time" => {
+                let Expr::Matrix { sel, range } = &args[0] else { return Ok(None) };
+                let evals = eval_times(&args[0], g);
+                selector::range_call_blocks(self, sel, *range, g, func, &[], &evals, Some(&mut sink))?;
+            }
+            _ => return Ok(None),
+        }
+        Ok(Some(folder.finish()))
     }
 
     /// Evaluates an expression that must give an instant vector.

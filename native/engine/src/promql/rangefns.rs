@@ -5,7 +5,7 @@ use rayon::prelude::*;
 
 use super::eval::{collide_strict, Evaluator};
 use super::quantile::{quantile, quantile_in_place};
-use super::value::{drop_name, Points, RangeArg, Series, Sweep};
+use super::value::{drop_name, Labels, RangeArg, Series, Sweep};
 use super::{exec_err, functions::kahan_inc};
 use crate::error::Result;
 use crate::store::pool;
@@ -80,6 +80,8 @@ pub struct RangeFn<'a> {
     counter_fn: bool,
     /// Window ends ascend with the steps (no `@`): windows are found by a forward sweep.
     ordered: bool,
+    /// `rate`, `increase`, `delta`: (counter, rate) of [`extrapolated`].
+    extrap: Option<(bool, bool)>,
     /// `max_over_time` (true) / `min_over_time` (false): with ordered windows, one
     /// pass over the points for all steps (see [`sliding_extreme`]).
     extreme: Option<bool>,
@@ -101,6 +103,12 @@ impl<'a> RangeFn<'a> {
             kernel,
             keep_name: func == "last_over_time",
             counter_fn: matches!(func, "rate" | "increase"),
+            extrap: match func {
+                "rate" => Some((true, true)),
+                "increase" => Some((true, false)),
+                "delta" => Some((false, false)),
+                _ => None,
+            },
             ordered: ends.windows(2).all(|w| w[0] <= w[1]),
             extreme: match func {
                 "max_over_time" => Some(true),
@@ -114,24 +122,75 @@ impl<'a> RangeFn<'a> {
         })
     }
 
-    /// The function's value at every step for one series.
-    pub fn series(&self, p: &Points) -> Result<Series> {
-        if let (Some(is_max), true) = (self.extreme, self.ordered) {
-            let mut labels = p.labels.clone();
-            drop_name(&mut labels);
-            return Ok(Series { labels, vals: sliding_extreme(&p.ts, &p.vals, self.ends, self.range, is_max) });
-        }
-        let mut vals = Vec::with_capacity(self.ends.len());
+    /// The window `[a, b)` of each step in sorted timestamps `ts`, and what
+    /// `rate`/`increase`/`delta` derive from the timestamps alone (see [`Extent`]).
+    pub fn windows(&self, ts: &[i64]) -> Windows {
+        let spans = self.spans(ts);
+        let extents = self.extrap.map(|(_, rate)| {
+            spans
+                .iter()
+                .zip(self.ends)
+                .map(|(&(a, b), &end)| {
+                    let (a, b) = (a as usize, b as usize);
+                    if b - a < 2 {
+                        return Extent::default();
+                    }
+                    Extent::new(ts[a], ts[b - 1], b - a, end - self.range, end, self.range, rate)
+                })
+                .collect()
+        });
+        Windows { spans, extents }
+    }
+
+    fn spans(&self, ts: &[i64]) -> Vec<(u32, u32)> {
         let mut sweep = Sweep::default();
-        let monotonic = self.counter_fn && p.vals.windows(2).all(|w| w[1] >= w[0]);
+        self.ends
+            .iter()
+            .map(|&end| {
+                let (a, b) = if self.ordered {
+                    sweep.window(ts, end - self.range, end)
+                } else {
+                    let a = ts.partition_point(|&t| t < end - self.range);
+                    (a, ts.partition_point(|&t| t <= end).max(a))
+                };
+                (a as u32, b as u32)
+            })
+            .collect()
+    }
+
+    /// The function's value at every step for one series (points `ts`, `vals`, no
+    /// staleness markers); `windows`, when given, are [`windows`](Self::windows) of `ts`.
+    pub fn series(&self, labels: &Labels, ts: &[i64], vals: &[f64], windows: Option<&Windows>) -> Result<Series> {
+        let mut labels = labels.clone();
+        if !self.keep_name {
+            drop_name(&mut labels);
+        }
+        if let (Some(is_max), true) = (self.extreme, self.ordered) {
+            return Ok(Series { labels, vals: sliding_extreme(ts, vals, self.ends, self.range, is_max) });
+        }
+        let mut out = Vec::with_capacity(self.ends.len());
+        let mut sweep = Sweep::default();
+        let monotonic = self.counter_fn && never_decreases(vals);
+        if let (Some(w), Some((counter, _))) = (windows, self.extrap) {
+            if let Some(extents) = &w.extents {
+                for (&(a, b), x) in w.spans.iter().zip(extents) {
+                    let (a, b) = (a as usize, b as usize);
+                    out.push(if b - a < 2 { None } else { Some(x.apply(&vals[a..b], counter, monotonic)) });
+                }
+                return Ok(Series { labels, vals: out });
+            }
+        }
         for (i, &end) in self.ends.iter().enumerate() {
-            let (a, b) = if self.ordered {
-                sweep.window(&p.ts, end - self.range, end)
-            } else {
-                p.window(end - self.range, end)
+            let (a, b) = match windows {
+                Some(w) => (w.spans[i].0 as usize, w.spans[i].1 as usize),
+                None if self.ordered => sweep.window(ts, end - self.range, end),
+                None => {
+                    let a = ts.partition_point(|&t| t < end - self.range);
+                    (a, ts.partition_point(|&t| t <= end).max(a))
+                }
             };
             if a == b {
-                vals.push(None);
+                out.push(None);
                 continue;
             }
             let step = Step {
@@ -145,14 +204,101 @@ impl<'a> RangeFn<'a> {
                 ],
                 monotonic,
             };
-            vals.push((self.kernel)(&p.ts[a..b], &p.vals[a..b], &step)?);
+            out.push((self.kernel)(&ts[a..b], &vals[a..b], &step)?);
         }
-        let mut labels = p.labels.clone();
-        if !self.keep_name {
-            drop_name(&mut labels);
-        }
-        Ok(Series { labels, vals })
+        Ok(Series { labels, vals: out })
     }
+}
+
+/// Per-step windows of one timestamp column (see [`RangeFn::windows`]).
+pub struct Windows {
+    spans: Vec<(u32, u32)>,
+    extents: Option<Vec<Extent>>,
+}
+
+/// What [`extrapolated`] computes from a window's timestamps alone, the same for every
+/// series with those timestamps: the durations to the window's edges (after the
+/// average-gap threshold), the sampled interval, and the factor the result is scaled by
+/// unless the counter's zero point moves the start.
+#[derive(Clone, Copy, Default)]
+pub struct Extent {
+    to_start: f64,
+    to_end: f64,
+    sampled: f64,
+    /// 1 / range in seconds is not used: Prometheus divides, and so do we.
+    range_s: f64,
+    rate: bool,
+    factor: f64,
+}
+
+impl Extent {
+    #[allow(clippy::too_many_arguments)]
+    fn new(first_t: i64, last_t: i64, n: usize, range_start: i64, range_end: i64, range: i64, rate: bool) -> Extent {
+        // The same operations in the same order as `extrapolated`.
+        let mut to_start = (first_t - range_start) as f64 / 1000.0;
+        let mut to_end = (range_end - last_t) as f64 / 1000.0;
+        let sampled = (last_t - first_t) as f64 / 1000.0;
+        let avg_gap = sampled / (n - 1) as f64;
+        let threshold = avg_gap * 1.1;
+        if to_start >= threshold {
+            to_start = avg_gap / 2.0;
+        }
+        if to_end >= threshold {
+            to_end = avg_gap / 2.0;
+        }
+        let range_s = range as f64 / 1000.0;
+        let mut x = Extent { to_start, to_end, sampled, range_s, rate, factor: 0.0 };
+        x.factor = x.factor_with(to_start);
+        x
+    }
+
+    #[inline]
+    fn factor_with(&self, to_start: f64) -> f64 {
+        let mut factor = (self.sampled + to_start + self.to_end) / self.sampled;
+        if self.rate {
+            factor /= self.range_s;
+        }
+        factor
+    }
+
+    /// [`extrapolated`] of a window's values (at least 2) with these timestamps.
+    #[inline]
+    fn apply(&self, vals: &[f64], counter: bool, monotonic: bool) -> f64 {
+        let n = vals.len();
+        let mut result = vals[n - 1] - vals[0];
+        if counter && !monotonic {
+            for w in vals.windows(2) {
+                if w[1] < w[0] {
+                    result += w[0];
+                }
+            }
+        }
+        let v0 = vals[0];
+        if counter && result > 0.0 && v0 >= 0.0 {
+            // Whether the zero point comes before the start: when v0 * sampled is at
+            // least twice to_start * result, `sampled * (v0 / result)` (rounded twice)
+            // cannot be below to_start, and the division is not needed.
+            let lhs = v0 * self.sampled;
+            let clearly_not = lhs.is_finite() && lhs >= 2.0 * self.to_start * result;
+            if !clearly_not {
+                let to_zero = self.sampled * (v0 / result);
+                if to_zero < self.to_start {
+                    return result * self.factor_with(to_zero);
+                }
+            }
+        }
+        result * self.factor
+    }
+}
+
+/// `vals.windows(2).all(|w| w[1] >= w[0])` (false at a NaN), in blocks the compiler
+/// vectorizes (the short-circuiting form compares one pair at a time).
+fn never_decreases(vals: &[f64]) -> bool {
+    if vals.len() < 2 {
+        return true;
+    }
+    let (a, b) = (&vals[..vals.len() - 1], &vals[1..]);
+    a.chunks(64).zip(b.chunks(64)).all(|(x, y)| x.iter().zip(y).fold(true, |ok, (p, q)| ok & (q >= p)))
 }
 
 /// `max_over_time` / `min_over_time` at every window `[end - range, end]` for ends in
@@ -201,7 +347,7 @@ pub fn call(ev: &Evaluator, func: &str, arg: &RangeArg, scalars: &[Vec<f64>], ev
             .par_iter()
             .map(|p| {
                 ev.check_deadline()?;
-                f.series(p)
+                f.series(&p.labels, &p.ts, &p.vals, None)
             })
             .collect()
     });
@@ -395,6 +541,68 @@ fn stdvar(vals: &[f64]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Timestamp-only parts computed once per column give `extrapolated`'s bits, with
+    /// zero points near and far, resets, huge, infinite and NaN values.
+    #[test]
+    fn promql_extent_matches_extrapolated() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let pick = [0.0, 1.0, 3.0, 1e6, 1e306, 1.7e308, f64::INFINITY, f64::NAN, -5.0, 0.5];
+        for round in 0..20_000 {
+            let n = 2 + (next() % 8) as usize;
+            let range = 1_000 + (next() % 400_000) as i64;
+            let range_start = (next() % 10_000) as i64;
+            let range_end = range_start + range;
+            let mut ts: Vec<i64> = (0..n).map(|_| range_start + (next() % (range as u64 + 1)) as i64).collect();
+            ts.sort_unstable();
+            ts.dedup();
+            if ts.len() < 2 {
+                continue;
+            }
+            let mut v = pick[(next() % pick.len() as u64) as usize];
+            let vals: Vec<f64> = (0..ts.len())
+                .map(|_| {
+                    let r = next() % 10;
+                    v = if r == 0 { pick[(next() % pick.len() as u64) as usize] } else { v + (next() % 1000) as f64 / 3.0 };
+                    v
+                })
+                .collect();
+            for (counter, rate) in [(true, true), (true, false), (false, false)] {
+                let monotonic = counter && never_decreases(&vals);
+                let step = Step { range_start, range_end, range, eval_t: range_end, scalars: [f64::NAN; 2], monotonic };
+                let want = extrapolated(&ts, &vals, &step, counter, rate).unwrap();
+                let e = Extent::new(ts[0], ts[ts.len() - 1], ts.len(), range_start, range_end, range, rate);
+                let got = e.apply(&vals, counter, monotonic);
+                assert_eq!(got.to_bits(), want.to_bits(), "round {round} {ts:?} {vals:?} {counter} {rate}");
+            }
+        }
+    }
+
+    #[test]
+    fn promql_never_decreases_matches_pairwise_check() {
+        let mut x = 0x1234_5678_9abc_def1u64;
+        for n in 0..300usize {
+            let vals: Vec<f64> = (0..n)
+                .map(|i| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    match x % 997 {
+                        0 => f64::NAN,
+                        1 => i as f64 - 1.5,
+                        _ => i as f64,
+                    }
+                })
+                .collect();
+            assert_eq!(never_decreases(&vals), vals.windows(2).all(|w| w[1] >= w[0]), "n {n}");
+        }
+    }
 
     /// The one-pass extreme agrees with the per-window kernels bit for bit, with NaNs,
     /// signed zeros, ties, gaps and windows that hold nothing.

@@ -471,3 +471,186 @@ fn sweep_windows_equal_binary_searched_windows() {
         }
     }
 }
+
+/// The shared-timestamp fast paths (per-step sample picks and windows computed once per
+/// timestamp column) give what the per-series definitions give: series flushed together
+/// (shared columns), with jitter, gaps, staleness markers, points left in the head, and
+/// a grid that starts before and ends after the data.
+#[test]
+fn promql_shared_timestamp_paths_match_per_series_reference() {
+    use super::rangefns::RangeFn;
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    let s = store();
+    let n_series = 40;
+    let common: Vec<i64> = (0..400).map(|i| i * 15_000 + rng.gen_range(0..3)).collect();
+    for k in 0..n_series {
+        let l = s.labels("m", &[("k", &k.to_string())]).unwrap();
+        let id = s.resolve(&l).unwrap();
+        let kind = k % 5;
+        let mut ts = match kind {
+            // own jittered timestamps
+            3 => (0..400).map(|i| i * 15_000 + rng.gen_range(0..7_000)).collect(),
+            _ => common.clone(),
+        };
+        if kind == 4 {
+            // a gap longer than the lookback
+            ts.retain(|&t| !(1_000_000..1_900_000).contains(&t));
+        }
+        let mut v = 0.0;
+        let vals: Vec<f64> = ts
+            .iter()
+            .map(|_| {
+                v += rng.gen_range(0..100) as f64 / 10.0;
+                if kind == 2 && rng.gen_range(0..20) == 0 {
+                    f64::from_bits(STALE_NAN_BITS)
+                } else if kind == 1 && rng.gen_range(0..50) == 0 {
+                    v / 3.0 // a counter reset
+                } else {
+                    v
+                }
+            })
+            .collect();
+        s.write(&vec![id; ts.len()], &ts, &vals).unwrap();
+    }
+    s.flush().unwrap();
+    // A few series get more points in the head, after and among the flushed ones.
+    for k in [0, 7] {
+        let l = s.labels("m", &[("k", &k.to_string())]).unwrap();
+        let id = s.resolve(&l).unwrap();
+        let ts = [5_000_000i64, 6_100_001, 6_200_000];
+        s.write(&[id; 3], &ts, &[1.0, 2.0, 3.0]).unwrap();
+    }
+    // Series flushed with the same timestamps share one column (the fast path is taken).
+    {
+        let memo = crate::chunk::TsMemo::default();
+        let id = |k: usize| s.resolve(&s.labels("m", &[("k", &k.to_string())]).unwrap()).unwrap();
+        let mut buf = vec![];
+        let a = s.read_columns(id(5), 0, 3_000_000, &memo, &mut buf);
+        let b = s.read_columns(id(10), 0, 3_000_000, &memo, &mut buf);
+        assert!(std::sync::Arc::ptr_eq(&a, &b));
+        assert_eq!((&a[..], &buf[..]), (&s.read(id(10), 0, 3_000_000).0[..], &s.read(id(10), 0, 3_000_000).1[..]));
+    }
+    let (start, end, step) = (-200_000, 6_500_000, 60_000);
+    let g = Grid::new(start, end, step);
+    let opts = EvalOptions { range_query: true, ..EvalOptions::default() };
+    let ids = s.select(&[name("m")], None);
+    let is_stale = |v: f64| v.to_bits() == STALE_NAN_BITS;
+    let labels_of = |id| s.with_series_pairs(id, |p| p.map(|(n, v)| (n.to_string(), v.to_string())).collect::<Labels>()).unwrap();
+    // instant selector
+    let QueryValue::Vector(got) = evaluate(&s, &sel("m"), start, end, step, &opts).unwrap() else { panic!() };
+    let mut want = vec![];
+    for &id in &ids {
+        let (ts, vs) = s.read(id, i64::MIN / 2, i64::MAX / 2);
+        let vals: Vec<Option<f64>> = (0..g.len)
+            .map(|i| {
+                let e = g.t(i);
+                let n = ts.partition_point(|&t| t <= e);
+                (n > 0 && ts[n - 1] >= e - 300_000 && !is_stale(vs[n - 1])).then(|| vs[n - 1])
+            })
+            .collect();
+        if vals.iter().any(Option::is_some) {
+            want.push(Series { labels: labels_of(id), vals });
+        }
+    }
+    want.sort_by(|a, b| a.labels.cmp(&b.labels));
+    assert_eq!(got.len(), want.len());
+    for (a, b) in got.iter().zip(&want) {
+        assert_eq!(a.labels, b.labels);
+        let bits = |v: &[Option<f64>]| v.iter().map(|x| x.map(f64::to_bits)).collect::<Vec<_>>();
+        assert_eq!(bits(&a.vals), bits(&b.vals), "{:?}", a.labels);
+    }
+    // count and timestamp() need presence only (values not decoded)
+    let e = Expr::Aggregate { op: AggOp::Count, param: None, expr: Box::new(sel("m")), grouping: Grouping::By(vec![]) };
+    let QueryValue::Vector(c) = evaluate(&s, &e, start, end, step, &opts).unwrap() else { panic!() };
+    let counts: Vec<Option<f64>> = (0..g.len)
+        .map(|i| {
+            let n = want.iter().filter(|s| s.vals[i].is_some()).count();
+            (n > 0).then_some(n as f64)
+        })
+        .collect();
+    assert_eq!(c[0].vals, counts);
+    let e = Expr::call("timestamp", vec![sel("m")]);
+    let QueryValue::Vector(t) = evaluate(&s, &e, start, end, step, &opts).unwrap() else { panic!() };
+    assert_eq!(t.len(), want.len());
+    for (a, b) in t.iter().zip(&want) {
+        let present = |v: &[Option<f64>]| v.iter().map(Option::is_some).collect::<Vec<_>>();
+        assert_eq!(present(&a.vals), present(&b.vals));
+    }
+    // range functions
+    for func in ["rate", "increase", "delta", "avg_over_time", "count_over_time", "max_over_time", "last_over_time"] {
+        let range = 300_000;
+        let e = Expr::call(func, vec![Expr::matrix(vec![name("m")], range)]);
+        let QueryValue::Vector(got) = evaluate(&s, &e, start, end, step, &opts).unwrap() else { panic!() };
+        let ends: Vec<i64> = (0..g.len).map(|i| g.t(i)).collect();
+        let f = RangeFn::new(func, range, &ends, &[], &ends).unwrap();
+        let mut want = vec![];
+        for &id in &ids {
+            let (ts, vs) = s.read(id, i64::MIN / 2, i64::MAX / 2);
+            let (ts, vs): (Vec<i64>, Vec<f64>) = ts.iter().zip(&vs).filter(|(_, v)| !is_stale(**v)).map(|(t, v)| (*t, *v)).unzip();
+            let out = f.series(&labels_of(id), &ts, &vs, None).unwrap();
+            if out.any() {
+                want.push(out);
+            }
+        }
+        want.sort_by(|a, b| a.labels.cmp(&b.labels));
+        assert_eq!(got.len(), want.len(), "{func}");
+        for (a, b) in got.iter().zip(&want) {
+            assert_eq!(a.labels, b.labels);
+            let bits = |v: &[Option<f64>]| v.iter().map(|x| x.map(f64::to_bits)).collect::<Vec<_>>();
+            assert_eq!(bits(&a.vals), bits(&b.vals), "{func} {:?}", a.labels);
+        }
+    }
+}
+
+/// Aggregations folded block by block as a selector reads its series give what the
+/// aggregation of the whole input vector gives, bit for bit (the input made opaque to
+/// the streaming path by a double negation, which changes no value).
+#[test]
+fn promql_streamed_aggregation_matches_whole_vector_aggregation() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    let s = store();
+    for k in 0..300 {
+        let l = s.labels("m", &[("g", &(k % 3).to_string()), ("k", &k.to_string())]).unwrap();
+        let id = s.resolve(&l).unwrap();
+        let mut v = rng.gen_range(0..1000) as f64;
+        let (mut ts, mut vals) = (vec![], vec![]);
+        for i in 0..200i64 {
+            if rng.gen_range(0..10) == 0 {
+                continue;
+            }
+            v += rng.gen_range(0..1000) as f64 / 7.0;
+            ts.push(i * 15_000 + (k as i64 % 4));
+            vals.push(match rng.gen_range(0..60) {
+                0 => f64::from_bits(STALE_NAN_BITS),
+                1 => f64::NAN,
+                2 => 1e300,
+                _ => v,
+            });
+        }
+        s.write(&vec![id; ts.len()], &ts, &vals).unwrap();
+        if k % 2 == 0 {
+            s.flush().unwrap();
+        }
+    }
+    let opts = EvalOptions { range_query: true, ..EvalOptions::default() };
+    let bits = |q: QueryValue| match q {
+        QueryValue::Vector(v) => v.into_iter().map(|s| (s.labels, s.vals.iter().map(|x| x.map(f64::to_bits)).collect::<Vec<_>>())).collect::<Vec<_>>(),
+        other => panic!("{other:?}"),
+    };
+    let neg2 = |e: Expr| Expr::Neg(Box::new(Expr::Neg(Box::new(e))));
+    let rate = || Expr::call("rate", vec![Expr::matrix(vec![name("m")], 300_000)]);
+    for op in [AggOp::Sum, AggOp::Avg, AggOp::Count, AggOp::Group, AggOp::Min, AggOp::Max, AggOp::Stddev, AggOp::Stdvar] {
+        for by in [vec![], vec!["g"], vec!["k"]] {
+            for inner in [sel("m"), rate()] {
+                let direct = agg(op, inner.clone(), &by);
+                let whole = agg(op, neg2(inner.clone()), &by);
+                let a = bits(evaluate(&s, &direct, 0, 3_000_000, 30_000, &opts).unwrap());
+                let b = bits(evaluate(&s, &whole, 0, 3_000_000, 30_000, &opts).unwrap());
+                assert!(!a.is_empty());
+                assert_eq!(a, b, "{op:?} by {by:?} {inner:?}");
+            }
+        }
+    }
+}

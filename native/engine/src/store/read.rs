@@ -5,7 +5,7 @@ use std::sync::{Arc, OnceLock};
 
 use rayon::prelude::*;
 
-use crate::chunk::{ChunkFile, TsMemo};
+use crate::chunk::{AllValues, ChunkFile, TsMemo, Wanted};
 use crate::error::{Error, Result};
 use crate::query::{self, Aggregate};
 use crate::{SeriesId, Timestamp};
@@ -158,6 +158,146 @@ impl Store {
         query::merge_sources(sources)
     }
 
+    /// [`read_shared`](Self::read_shared) with the timestamps as a shared column: the
+    /// values go to `vals` (cleared first, so a caller can reuse one buffer), and series
+    /// whose points all come from chunks sharing timestamp columns (the usual case after
+    /// a flush or merge of series scraped together) get the very same `Arc` for the same
+    /// columns, which a caller can use to derive per-step positions once for all of them.
+    pub fn read_columns(
+        &self,
+        id: SeriesId,
+        from: Timestamp,
+        to: Timestamp,
+        memo: &TsMemo,
+        vals: &mut Vec<f64>,
+    ) -> Arc<[Timestamp]> {
+        self.read_columns_at(id, from, to, memo, vals, true, |_| AllValues).0
+    }
+
+    /// [`read_columns`](Self::read_columns) for a caller that needs the values at some
+    /// positions only: `pick` derives something from the timestamps (given before any
+    /// value is decoded), whose [`Wanted::wanted`] are the sorted indexes of the values
+    /// needed. `vals` gets a slot per point, but only the wanted ones are sure to hold the
+    /// value; without `need_values`, only whether it is a staleness marker (see
+    /// `codec::decode_values_at`). Decimal chunks then convert (or decode) only those.
+    #[allow(clippy::too_many_arguments)]
+    pub fn read_columns_at<T: Wanted>(
+        &self,
+        id: SeriesId,
+        from: Timestamp,
+        to: Timestamp,
+        memo: &TsMemo,
+        vals: &mut Vec<f64>,
+        need_values: bool,
+        pick: impl Fn(&Arc<[Timestamp]>) -> T,
+    ) -> (Arc<[Timestamp]>, T) {
+        if let Some(out) = self.read_columns_fast(id, from, to, memo, vals, need_values, &pick) {
+            return out;
+        }
+        vals.clear();
+        let (ts, v) = self.read_shared(id, from, to, Some(memo));
+        *vals = v;
+        let ts: Arc<[Timestamp]> = ts.into();
+        let picked = pick(&ts);
+        (ts, picked)
+    }
+
+    /// [`read_columns_at`](Self::read_columns_at) when only chunks that follow each other
+    /// in time hold points of the series in range (nothing in the head or frozen runs);
+    /// `None` otherwise, or on a chunk that fails to decode (the caller then takes the
+    /// general path, which reports it).
+    #[allow(clippy::too_many_arguments)]
+    fn read_columns_fast<T: Wanted>(
+        &self,
+        id: SeriesId,
+        from: Timestamp,
+        to: Timestamp,
+        memo: &TsMemo,
+        vals: &mut Vec<f64>,
+        need_values: bool,
+        pick: &impl Fn(&Arc<[Timestamp]>) -> T,
+    ) -> Option<(Arc<[Timestamp]>, T)> {
+        let (head_ts, _) = self.head.read(id, from, to);
+        if !head_ts.is_empty() {
+            return None;
+        }
+        let mut chunks = {
+            let view = read(&self.view);
+            if view.frozen.iter().any(|f| f.series.contains_key(&id)) {
+                return None;
+            }
+            view.chunks_of(id, from, to)
+        };
+        chunks.sort_by_key(|(r, _)| (r.meta.min_ts, r.file_id));
+        if !chunks.windows(2).all(|w| w[0].0.meta.max_ts < w[1].0.meta.min_ts) {
+            return None;
+        }
+        let mut keys = Vec::with_capacity(chunks.len());
+        let mut cols = Vec::with_capacity(chunks.len());
+        let mut bodies = Vec::with_capacity(chunks.len());
+        for (r, file) in &chunks {
+            let (key, ts, body) = file.ts_column(&r.meta, memo).ok()?;
+            keys.push(key);
+            cols.push(ts);
+            bodies.push(body);
+        }
+        // Chunks in order with ascending timestamps: the points in range are one index range.
+        let total: usize = cols.iter().map(|c| c.len()).sum();
+        let lo: usize = cols.iter().map(|c| c.partition_point(|&t| t < from)).sum();
+        let hi: usize = cols.iter().map(|c| c.partition_point(|&t| t <= to)).sum();
+        let ts = if cols.len() == 1 && lo == 0 && hi == total {
+            cols[0].clone()
+        } else {
+            memo.joined(&keys, from, to, || {
+                let mut ts = Vec::with_capacity(total);
+                for c in &cols {
+                    ts.extend_from_slice(c);
+                }
+                ts[lo..hi].into()
+            })
+        };
+        let picked = pick(&ts);
+        let wanted = picked.wanted();
+        match wanted {
+            None => {
+                vals.clear();
+                vals.reserve(total);
+                for ((r, file), body) in chunks.iter().zip(&bodies) {
+                    if codec_values(file, &r.meta, body, vals).is_err() {
+                        return None;
+                    }
+                }
+            }
+            Some(wanted) => {
+                // Slots not wanted keep whatever the buffer held (no zeroing per series).
+                if vals.len() < total {
+                    vals.resize(total, 0.0);
+                }
+                vals.truncate(total);
+                let mut rel: Vec<u32> = Vec::new();
+                let mut start = 0usize; // of the chunk, in the untrimmed concatenation
+                let mut w = 0usize; // first wanted index not yet handed to a chunk
+                for ((r, file), body) in chunks.iter().zip(&bodies) {
+                    let n = r.meta.count as usize;
+                    rel.clear();
+                    while w < wanted.len() && (wanted[w] as usize + lo) < start + n {
+                        rel.push((wanted[w] as usize + lo - start) as u32);
+                        w += 1;
+                    }
+                    if !rel.is_empty() && file.values_at(&r.meta, body, &rel, need_values, &mut vals[start..start + n]).is_err() {
+                        return None;
+                    }
+                    start += n;
+                }
+            }
+        }
+        vals.truncate(hi);
+        if lo > 0 {
+            vals.drain(..lo);
+        }
+        Some((ts, picked))
+    }
+
     /// `read` for many series at once, in parallel.
     pub fn read_many(&self, ids: &[SeriesId], from: Timestamp, to: Timestamp) -> Vec<(SeriesId, Vec<Timestamp>, Vec<f64>)> {
         let memo = TsMemo::default();
@@ -220,6 +360,12 @@ impl Store {
         })
     }
 
+}
+
+fn codec_values(file: &ChunkFile, meta: &crate::chunk::ChunkMeta, body: &[u8], vals: &mut Vec<f64>) -> Result<()> {
+    crate::codec::decode_values(meta.codec, body, meta.count as usize, vals).map(|_| ()).map_err(|e| {
+        Error::corrupt(format!("chunk file {} offset {}: {}", file.id(), meta.offset, e.message))
+    })
 }
 
 fn trim(ts: &mut Vec<Timestamp>, vals: &mut Vec<f64>, from: Timestamp, to: Timestamp) {
