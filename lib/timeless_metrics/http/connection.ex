@@ -35,11 +35,14 @@ defmodule TimelessMetrics.HTTP.Connection do
   # A busy connection keeps a heap of @busy_heap words, so that it is not collected after
   # every request or two (a request leaves a few hundred words of garbage; under wrk with
   # 1-line POSTs a connection was collected about 2.3 times less often with this minimum,
-  # 5-8% less CPU per request). A connection idle for @busy_ms gives the heap back
-  # while it waits (an agent's connection between two pushes holds only its live data).
+  # 5-8% less CPU per request). A connection with no request for @busy_ms is not in a
+  # closed loop: it collects its heap down to @idle_heap words while it waits, dropping
+  # the last body's binaries with it (an agent pushing every few seconds holds only its
+  # live data between pushes: with 2,000 agents pushing every second, 334 -> 158 MiB RSS,
+  # about 40 KB less per connection, see bench/results/realistic-rss-notes-2026-11-26.md).
   @busy_heap 1597
   @idle_heap 233
-  @busy_ms 1_000
+  @busy_ms 100
   @max_head_bytes 64 * 1024
   @max_headers 200
   @max_chunk_line 4096
@@ -48,9 +51,11 @@ defmodule TimelessMetrics.HTTP.Connection do
   # The user-space buffer of a `recv(socket, 0)` (the request head and what follows it).
   # The listener's 1 MiB `recbuf` sets the socket's `buffer` to the same size, and the
   # inet driver allocates that much for every such read before shrinking it to the bytes
-  # read: for a 200-byte request, a 1 MiB carrier mapped and unmapped per read. Bodies
-  # are read with explicit lengths and are not bounded by this.
-  @recv_buffer 65_536
+  # read: for a 200-byte request, a 1 MiB carrier mapped and unmapped per read. A socket
+  # waiting in `recv` holds one such buffer, so it is kept small (an agent's whole push,
+  # head and a ~10 KB body, still arrives in one read). Bodies are read with explicit
+  # lengths and are not bounded by this.
+  @recv_buffer 16_384
 
   @doc "Serve requests on `socket` until the client closes it or asks to."
   @spec serve(:gen_tcp.socket(), TimelessMetrics.HTTP.config()) :: :ok
