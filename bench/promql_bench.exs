@@ -264,15 +264,23 @@ try do
     end)
 
   IO.puts("stored and flushed in both after another #{Stats.fmt(settle_us / 1.0e6)} s")
-  {:ok, ctm} = Bench.HttpClient.connect(tm.http_port)
-  {:ok, cvm} = Bench.HttpClient.connect(vm.http_port)
+  # each query is measured by a fresh client process on fresh keep-alive connections (one
+  # per server, warmed by the warm-up request), so that no query's client state (a heap
+  # grown by earlier bodies, a socket's buffers) is carried into the next one's timings
+  results =
+    for mode <- [:range, :instant], q <- PromQLBench.queries() do
+      r =
+        Task.async(fn ->
+          {:ok, ctm} = Bench.HttpClient.connect(tm.http_port)
+          {:ok, cvm} = Bench.HttpClient.connect(vm.http_port)
+          {r, conns} = PromQLBench.measure(%{tm: ctm, vm: cvm}, mode, q, t0, t1, max_reps)
+          Enum.each(Map.values(conns), &Bench.HttpClient.close/1)
+          r
+        end)
+        |> Task.await(:infinity)
 
-  {results, _} =
-    for mode <- [:range, :instant], q <- PromQLBench.queries(), reduce: {[], %{tm: ctm, vm: cvm}} do
-      {acc, conns} ->
-        {r, conns} = PromQLBench.measure(conns, mode, q, t0, t1, max_reps)
-        IO.puts("  #{mode} #{r.name}: n=#{r.n} ours #{inspect(r.tm)} vm #{inspect(r.vm)} series #{inspect(r.warm.tm.count)}/#{inspect(r.warm.vm.count)}")
-        {acc ++ [r], conns}
+      IO.puts("  #{mode} #{r.name}: n=#{r.n} ours #{inspect(r.tm)} vm #{inspect(r.vm)} series #{inspect(r.warm.tm.count)}/#{inspect(r.warm.vm.count)}")
+      r
     end
 
   small = PromQLBench.path(:range, ~S|rate(net_bytes_recv{hostname="host_1"}[5m])|, t1 - 3600, t1)
@@ -324,7 +332,7 @@ try do
       "Load at start: `#{String.trim(uptime_start)}`; at end: `#{String.trim(uptime_end)}` (2 shared cores; client, wrk and both servers share them).",
       "",
       "Data set: TSBS-devops-like (Bench.Devops host labels and metric kinds, integer random walks), #{hosts} hosts x #{n_metrics} metrics (#{Enum.join(metrics, ", ")}) x #{hours} h at 10 s = #{hosts * n_metrics} series, #{total} points; one JSON line per series, #{Stats.fmt(wire / 1_048_576)} MiB sent to /api/v1/import of both (bodies of ~100 series, generated and sent in #{Stats.fmt(load_us / 1.0e6)} s; stored and flushed #{Stats.fmt(settle_us / 1.0e6)} s later).",
-      "Both servers in their own OS process on 127.0.0.1; ours with default options#{if tm_erl, do: " and emulator flags `#{tm_erl}`", else: ""}, VictoriaMetrics 1.79.5 with -search.disableCache. Same client (Bench.HttpClient, one keep-alive connection per server); one warm-up per query and server (gives the series count), then n repetitions alternating between the servers (n = #{5 * max_reps} if the slower warm-up took < 20 ms, #{max_reps} if < 0.5 s, 5 if < 2 s, else 3; the client's heap is garbage-collected before each query). Latency is request sent to response body read.",
+      "Both servers in their own OS process on 127.0.0.1; ours with default options#{if tm_erl, do: " and emulator flags `#{tm_erl}`", else: ""}, VictoriaMetrics 1.79.5 with -search.disableCache. Same client (Bench.HttpClient; per query a fresh client process with one new keep-alive connection per server); one warm-up per query and server (gives the series count), then n repetitions alternating between the servers (n = #{5 * max_reps} if the slower warm-up took < 20 ms, #{max_reps} if < 0.5 s, 5 if < 2 s, else 3; the client's heap is garbage-collected before each query). Latency is request sent to response body read.",
       "Range queries: start=#{t0} end=#{t1} (full range) step=60; instant queries: time=#{t1}.",
       "",
       "Target: each median <= 0.5x VictoriaMetrics's. Met on #{met} of #{measured} measured query/mode pairs.",
