@@ -484,13 +484,8 @@ impl ChunkFile {
         vals_out: &mut Vec<f64>,
         memo: Option<&TsMemo>,
     ) -> Result<()> {
-        let err = |msg: String| {
-            Error::corrupt(format!("chunk file {} offset {}: {msg}", self.display_name(), meta.offset))
-        };
-        let (on_disk, body) = self.record(meta.offset).map_err(err)?;
-        if on_disk != *meta {
-            return Err(err(format!("chunk header {on_disk:?} does not match index entry {meta:?}")));
-        }
+        let err = |msg: String| self.chunk_err(meta, msg);
+        let body = self.checked_record(meta)?;
         let count = meta.count as usize;
         let back = match codec::shared_ts_ref(meta.codec, body) {
             Ok(None) => {
@@ -561,17 +556,22 @@ impl ChunkFile {
         Error::corrupt(format!("chunk file {} offset {}: {msg}", self.display_name(), meta.offset))
     }
 
+    /// The body of the chunk `meta` describes, once its record header (crc verified) is
+    /// found to match `meta`.
+    fn checked_record(&self, meta: &ChunkMeta) -> Result<&[u8]> {
+        let (on_disk, body) = self.record(meta.offset).map_err(|msg| self.chunk_err(meta, msg))?;
+        if on_disk != *meta {
+            return Err(self.chunk_err(meta, format!("chunk header {on_disk:?} does not match index entry {meta:?}")));
+        }
+        Ok(body)
+    }
+
     /// The timestamps of a chunk as a column shared through `memo` (see
     /// [`read_columns`](Self::read_columns)), its key, and the chunk's body (crc verified).
     #[allow(clippy::type_complexity)]
     pub fn ts_column(&self, meta: &ChunkMeta, memo: &TsMemo) -> Result<((u64, u64), std::sync::Arc<[i64]>, &[u8])> {
-        let err = |msg: String| {
-            Error::corrupt(format!("chunk file {} offset {}: {msg}", self.display_name(), meta.offset))
-        };
-        let (on_disk, body) = self.record(meta.offset).map_err(err)?;
-        if on_disk != *meta {
-            return Err(err(format!("chunk header {on_disk:?} does not match index entry {meta:?}")));
-        }
+        let err = |msg: String| self.chunk_err(meta, msg);
+        let body = self.checked_record(meta)?;
         let count = meta.count as usize;
         let shape = (meta.count, meta.min_ts, meta.max_ts);
         let owner_offset = match codec::shared_ts_ref(meta.codec, body) {
@@ -588,7 +588,7 @@ impl ChunkFile {
         let (owner_shape, ts) = memo
             .get_or_put(key, || {
                 let (owner, owner_body) = if owner_offset == meta.offset {
-                    (on_disk, body)
+                    (*meta, body)
                 } else {
                     self.record(owner_offset).map_err(|m| format!("shared timestamps at offset {owner_offset}: {m}"))?
                 };

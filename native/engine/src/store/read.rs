@@ -383,7 +383,6 @@ fn trim(ts: &mut Vec<Timestamp>, vals: &mut Vec<f64>, from: Timestamp, to: Times
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rayon::prelude::*;
     use std::collections::HashSet;
 
     fn threads_used() -> HashSet<std::thread::ThreadId> {
