@@ -205,7 +205,8 @@ defmodule TimelessMetrics.PromQL do
       range: range?
     }
 
-    # tests only: how long the NIF waits for the answer before it comes by message
+    # tests only: every query to the query pool, and how long the NIF waits for the answer
+    # before it comes by message
     nif_opts = if wait = opts[:sync_wait_us], do: Map.put(nif_opts, :sync_wait_us, wait), else: nif_opts
 
     case Engine.call(store, &nif.(&1, ast, start_ms, end_ms, step_ms, nif_opts)) do

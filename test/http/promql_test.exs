@@ -267,7 +267,9 @@ defmodule TimelessMetrics.HTTP.PromQLTest do
 
     test "an answer that comes by message (the query outlasts the NIF's wait) is the same", %{store: store} do
       t = (t0() + 20) * 1000
-      # sync_wait_us: 0 makes the NIF return at once, so the engine answers by message
+      # these small queries are evaluated on the calling scheduler; sync_wait_us: 0 sends
+      # them to the query pool and makes the NIF return at once, so the engine answers by
+      # message: both ways give the same body
       for query <- ["up", "sum by (job) (up)", "rate(http_requests_total[5m])", "1 + 1", ~s("text")] do
         assert {:ok, direct} = TimelessMetrics.PromQL.instant_json(store, query, t)
         assert {:ok, by_message} = TimelessMetrics.PromQL.instant_json(store, query, t, sync_wait_us: 0)
