@@ -14,7 +14,9 @@
 # p99 latency is over 1 s, a push fails (HTTP error, refused or dropped connection), or
 # fewer than 99% of the scheduled pushes were made. After each level we also measure how
 # long the server needs to make every accepted point queryable (ours answers 204 once a body
-# is spooled and parses it later: its ingest lag is reported beside the HTTP figures).
+# is spooled and parses it later: its ingest lag is reported beside the HTTP figures), and
+# each server's peak RSS so far (VmHWM); memory is compared at the highest level both servers
+# sustained, since each ramp ends at its own first failure.
 #
 # Knobs [defaults]: BENCH_INTERVAL_MS [1000], BENCH_LEVEL_S [10],
 #   BENCH_LEVELS [100,200,400,800,1200,1600,2000,3000,4000,6000]
