@@ -180,9 +180,6 @@ defmodule Bench.PromQLBench do
   @doc "Run one query in one mode against both: a result map."
   def measure(conns, mode, {name, q, _heavy}, t0, t1, max_reps) do
     p = path(mode, q, t0, t1)
-    # the client's heap holds the garbage of earlier (large) bodies: collect it now rather
-    # than inside some later request's timing
-    :erlang.garbage_collect()
 
     {warm, conns} =
       Enum.map_reduce([:tm, :vm], conns, fn k, conns ->
@@ -332,7 +329,7 @@ try do
       "Load at start: `#{String.trim(uptime_start)}`; at end: `#{String.trim(uptime_end)}` (2 shared cores; client, wrk and both servers share them).",
       "",
       "Data set: TSBS-devops-like (Bench.Devops host labels and metric kinds, integer random walks), #{hosts} hosts x #{n_metrics} metrics (#{Enum.join(metrics, ", ")}) x #{hours} h at 10 s = #{hosts * n_metrics} series, #{total} points; one JSON line per series, #{Stats.fmt(wire / 1_048_576)} MiB sent to /api/v1/import of both (bodies of ~100 series, generated and sent in #{Stats.fmt(load_us / 1.0e6)} s; stored and flushed #{Stats.fmt(settle_us / 1.0e6)} s later).",
-      "Both servers in their own OS process on 127.0.0.1; ours with default options#{if tm_erl, do: " and emulator flags `#{tm_erl}`", else: ""}, VictoriaMetrics 1.79.5 with -search.disableCache. Same client (Bench.HttpClient; per query a fresh client process with one new keep-alive connection per server); one warm-up per query and server (gives the series count), then n repetitions alternating between the servers (n = #{5 * max_reps} if the slower warm-up took < 20 ms, #{max_reps} if < 0.5 s, 5 if < 2 s, else 3; the client's heap is garbage-collected before each query). Latency is request sent to response body read.",
+      "Both servers in their own OS process on 127.0.0.1; ours with default options#{if tm_erl, do: " and emulator flags `#{tm_erl}`", else: ""}, VictoriaMetrics 1.79.5 with -search.disableCache. Same client (Bench.HttpClient; per query a fresh client process with one new keep-alive connection per server); one warm-up per query and server (gives the series count), then n repetitions alternating between the servers (n = #{5 * max_reps} if the slower warm-up took < 20 ms, #{max_reps} if < 0.5 s, 5 if < 2 s, else 3). Latency is request sent to response body read.",
       "Range queries: start=#{t0} end=#{t1} (full range) step=60; instant queries: time=#{t1}.",
       "",
       "Target: each median <= 0.5x VictoriaMetrics's. Met on #{met} of #{measured} measured query/mode pairs.",

@@ -41,3 +41,15 @@ pub type SeriesId = u64;
 
 /// Prometheus's staleness marker: a NaN with this exact bit pattern ends a series.
 pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
+
+/// A xorshift64 generator for tests that want many reproducible inputs without a
+/// dependency: each call returns the next state.
+#[cfg(test)]
+pub(crate) fn xorshift(mut x: u64) -> impl FnMut() -> u64 {
+    move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    }
+}

@@ -32,7 +32,7 @@ use rustler::env::OwnedEnv;
 use rustler::{Atom, Binary, Encoder, Env, NewBinary, NifResult, ResourceArc, Term};
 use timeless_engine::promql::json::{encode_response, Notes};
 use timeless_engine::promql::cost::{small_query, Budget};
-use timeless_engine::store::{run_inline, spawn_in_query_pool};
+use timeless_engine::store::{run_inline, spawn_in_query_pool, Store};
 use timeless_engine::{Error as EngineError, ErrorKind};
 use timeless_engine::promql::{evaluate, AggOp, BinOp, Card, EvalOptions, Expr, Grid, Grouping, Matching, QueryValue, Selector};
 use timeless_engine::series::{MatchOp, Matcher};
@@ -335,15 +335,8 @@ fn promql_eval_json<'a>(
     // right here, on this scheduler, with no hand-off to the pool: that hand-off and the
     // wait for it are most of such a query's time.
     if test_wait.is_none() && small_query(&res.store, &e, start, end, step, opts.lookback_ms, &Budget::default()) {
-        let body = run_inline(|| {
-            panic::catch_unwind(AssertUnwindSafe(|| {
-                let v = evaluate(&res.store, &e, start, end, step, &opts)?;
-                Ok(encode_response(&v, &Grid::new(start, end, step), opts.range_query, &Notes::default()))
-            }))
-            .unwrap_or_else(|_| Err(EngineError::new(ErrorKind::Internal, "the engine panicked; see the VM's stderr")))
-        });
-        let percent = (started.elapsed().as_micros() / 10).clamp(1, 100) as i32;
-        rustler::schedule::consume_timeslice(env, percent);
+        let body = run_inline(|| json_body(&res.store, &e, start, end, step, &opts));
+        report_time(env, started);
         return Ok(reply(env, body));
     }
     let store = Arc::clone(&res.store);
@@ -353,11 +346,7 @@ fn promql_eval_json<'a>(
     let theirs = Arc::clone(&handoff);
 
     spawn_in_query_pool(move || {
-        let body = panic::catch_unwind(AssertUnwindSafe(|| {
-            let v = evaluate(&store, &e, start, end, step, &opts)?;
-            Ok(encode_response(&v, &Grid::new(start, end, step), opts.range_query, &Notes::default()))
-        }))
-        .unwrap_or_else(|_| Err(EngineError::new(ErrorKind::Internal, "the engine panicked; see the VM's stderr")));
+        let body = json_body(&store, &e, start, end, step, &opts);
         let mut slot = theirs.slot.lock().unwrap_or_else(PoisonError::into_inner);
         if matches!(*slot, Slot::Waiting) {
             *slot = Slot::Done(body);
@@ -392,9 +381,24 @@ fn promql_eval_json<'a>(
         _ => (atoms::pending(), tag).encode(env),
     };
     drop(slot);
+    report_time(env, started);
+    Ok(answer)
+}
+
+/// Evaluation and encoding of one query (on whichever thread runs it); a panic in the
+/// engine becomes an internal error.
+fn json_body(store: &Store, e: &Expr, start: i64, end: i64, step: i64, opts: &EvalOptions) -> Result<Vec<Vec<u8>>, EngineError> {
+    panic::catch_unwind(AssertUnwindSafe(|| {
+        let v = evaluate(store, e, start, end, step, opts)?;
+        Ok(encode_response(&v, &Grid::new(start, end, step), opts.range_query, &Notes::default()))
+    }))
+    .unwrap_or_else(|_| Err(EngineError::new(ErrorKind::Internal, "the engine panicked; see the VM's stderr")))
+}
+
+/// Tell the VM how much of the scheduler's timeslice the call used (1% per 10 µs).
+fn report_time(env: Env, started: Instant) {
     let percent = (started.elapsed().as_micros() / 10).clamp(1, 100) as i32;
     rustler::schedule::consume_timeslice(env, percent);
-    Ok(answer)
 }
 
 /// A chunk of a response body owned by the VM as a resource, so that a large body

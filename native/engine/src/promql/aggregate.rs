@@ -389,13 +389,7 @@ mod tests {
     /// ties, signed zeros, missing values, groups smaller than k).
     #[test]
     fn promql_topk_insertion_matches_stable_sort() {
-        let mut x = 0x853c_49e6_748f_ea9bu64;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = crate::xorshift(0x853c_49e6_748f_ea9b);
         let pick = [1.0, 2.0, 2.0, -1.0, 0.0, -0.0, f64::NAN, 3.5, f64::INFINITY];
         for round in 0..200 {
             let n = (next() % 40) as usize;

@@ -535,13 +535,7 @@ mod tests {
 
     #[test]
     fn go_float_short_decimals_match_shortest_digits() {
-        let mut x = 0x2545_f491_4f6c_dd1du64;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = crate::xorshift(0x2545_f491_4f6c_dd1d);
         for i in 0..200_000 {
             let r = next();
             // short decimals of every magnitude up to 1e9, and arbitrary doubles
@@ -607,11 +601,9 @@ mod tests {
     fn uint_writes_decimal_digits() {
         let mut cases = vec![0, 1, 9, 10, 11, 99, 100, 101, 999, 1000, 12_345, u64::MAX, u64::MAX - 1];
         cases.extend((0..20).map(|k| 10u64.pow(k)).flat_map(|p| [p - 1, p, p + 1]));
-        let mut r = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = crate::xorshift(0x9e37_79b9_7f4a_7c15);
         for _ in 0..10_000 {
-            r ^= r << 13;
-            r ^= r >> 7;
-            r ^= r << 17;
+            let r = next();
             cases.push(r >> (r % 64));
         }
         for n in cases {

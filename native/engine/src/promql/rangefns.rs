@@ -546,13 +546,7 @@ mod tests {
     /// zero points near and far, resets, huge, infinite and NaN values.
     #[test]
     fn promql_extent_matches_extrapolated() {
-        let mut x = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = crate::xorshift(0x2545_f491_4f6c_dd1d);
         let pick = [0.0, 1.0, 3.0, 1e6, 1e306, 1.7e308, f64::INFINITY, f64::NAN, -5.0, 0.5];
         for round in 0..20_000 {
             let n = 2 + (next() % 8) as usize;
@@ -586,13 +580,11 @@ mod tests {
 
     #[test]
     fn promql_never_decreases_matches_pairwise_check() {
-        let mut x = 0x1234_5678_9abc_def1u64;
+        let mut next = crate::xorshift(0x1234_5678_9abc_def1);
         for n in 0..300usize {
             let vals: Vec<f64> = (0..n)
                 .map(|i| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
+                    let x = next();
                     match x % 997 {
                         0 => f64::NAN,
                         1 => i as f64 - 1.5,
@@ -608,13 +600,7 @@ mod tests {
     /// signed zeros, ties, gaps and windows that hold nothing.
     #[test]
     fn promql_sliding_extreme_matches_the_kernels() {
-        let mut x = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = crate::xorshift(0x2545_f491_4f6c_dd1d);
         for round in 0..300 {
             let n = (next() % 60) as usize;
             let mut t = 0i64;
