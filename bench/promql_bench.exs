@@ -165,6 +165,35 @@ defmodule Bench.PromQLBench do
   def series_count(_status, _body), do: :error
 
   @doc """
+  Where two servers return different series, whether they still agree on the values:
+  `{steps whose sorted values differ, steps}` over both matrices (values compared to 12
+  significant digits). `{0, n}` means the same values at every step, held by other series
+  (ties broken differently, as by `topk` among equal values).
+  """
+  def steps_differ(body_a, body_b) do
+    a = step_values(body_a)
+    b = step_values(body_b)
+    steps = Map.keys(a) ++ Map.keys(b) |> Enum.uniq()
+    {Enum.count(steps, &(Map.get(a, &1) != Map.get(b, &1))), length(steps)}
+  end
+
+  defp step_values(body) do
+    %{"data" => %{"result" => result}} = :jiffy.decode(body, [:return_maps])
+
+    result
+    |> Enum.flat_map(fn s -> Map.get(s, "values", List.wrap(s["value"])) end)
+    |> Enum.group_by(fn [t, _] -> t end, &significant/1)
+    |> Map.new(fn {t, vs} -> {t, Enum.sort(vs)} end)
+  end
+
+  defp significant([_t, v]) do
+    case Float.parse(v) do
+      {x, ""} -> :erlang.float_to_binary(x, scientific: 11)
+      _ -> v
+    end
+  end
+
+  @doc """
   Repetitions from the slower warm-up: 5x BENCH_REPS under 20 ms (a median of fast queries
   needs more samples to be stable), BENCH_REPS under 0.5 s, 5 under 2 s, 3 beyond (BENCH_REPS caps).
   """
@@ -184,11 +213,13 @@ defmodule Bench.PromQLBench do
     {warm, conns} =
       Enum.map_reduce([:tm, :vm], conns, fn k, conns ->
         {us, status, body, c} = get(conns[k], p)
-        {{k, %{warm_us: us, status: status, count: series_count(status, body), err: if(status != 200, do: String.slice(body, 0, 160))}}, Map.put(conns, k, c)}
+        {{k, %{warm_us: us, status: status, body: body, count: series_count(status, body), err: if(status != 200, do: String.slice(body, 0, 160))}}, Map.put(conns, k, c)}
       end)
 
     warm = Map.new(warm)
     ok? = warm.tm.status == 200 and warm.vm.status == 200
+    warm = if ok? and warm.tm.count != warm.vm.count, do: put_in(warm.tm[:steps_differ], steps_differ(warm.tm.body, warm.vm.body)), else: warm
+    warm = Map.new(warm, fn {k, w} -> {k, Map.delete(w, :body)} end)
     n = reps(max(warm.tm.warm_us, warm.vm.warm_us), max_reps)
 
     {samples, conns} =
@@ -311,7 +342,12 @@ try do
     ratio = if r.tm && r.vm, do: Stats.fmt(elem(r.tm, 0) / max(elem(r.vm, 0), 0.001)), else: "-"
     target = if r.tm && r.vm, do: (if elem(r.tm, 0) <= 0.5 * elem(r.vm, 0), do: "met", else: "missed"), else: "-"
     counts = "#{inspect(r.warm.tm.count)} / #{inspect(r.warm.vm.count)}"
-    mismatch = if r.warm.tm.count == r.warm.vm.count, do: "", else: "MISMATCH"
+    mismatch =
+      case r.warm.tm do
+        %{steps_differ: {0, n}} -> "MISMATCH, same values at all #{n} steps (ties chosen differently)"
+        %{steps_differ: {d, n}} -> "MISMATCH, values differ at #{d} of #{n} steps"
+        _ -> if r.warm.tm.count == r.warm.vm.count, do: "", else: "MISMATCH"
+      end
     err = [r.warm.tm.err && "ours #{r.warm.tm.status}: #{r.warm.tm.err}", r.warm.vm.err && "VM #{r.warm.vm.status}: #{r.warm.vm.err}"] |> Enum.reject(&is_nil/1) |> Enum.join("; ") |> String.replace("|", "/")
     "| #{r.name} | `#{String.replace(r.query, "|", "\\|")}` | #{r.n} | #{ms.(r.tm)} | #{p99.(r.tm)} | #{ms.(r.vm)} | #{p99.(r.vm)} | #{ratio} | #{target} | #{counts} | #{mismatch} #{err} |"
   end
