@@ -1,15 +1,16 @@
-//! Value encodings [`VAL_DEC_PACKED`](super::VAL_DEC_PACKED) and
-//! [`VAL_DEC_PCO`](super::VAL_DEC_PCO): values as decimal mantissas (value = m / 10^scale) with
-//! one scale per chunk; values that are not decimals at that scale are stored raw as exceptions.
+//! Value encodings [`VAL_DEC_PACKED`](super::VAL_DEC_PACKED),
+//! [`VAL_DEC_PCO`](super::VAL_DEC_PCO) and [`VAL_DEC_PCO32`](super::VAL_DEC_PCO32): values as
+//! decimal mantissas (value = m / 10^scale) with one scale per chunk; values that are not
+//! decimals at that scale are stored raw as exceptions.
 //!
 //! Value section: scale (1 byte), exception count (varint), per exception the index gap
-//! (varint) and the 8 raw LE bytes, then the mantissas: packed ints ([`super::packed`]) or
-//! a pco i64 file ([`super::pcodec`]).
+//! (varint) and the 8 raw LE bytes, then the mantissas: packed ints ([`super::packed`]), a
+//! pco i64 file, or a pco i32 file when every mantissa fits ([`super::pcodec`]).
 
 use super::bits::{get_varint, put_varint};
 use super::packed::{decode_packed_ints, encode_packed_ints};
 use super::pcodec::{pco_compress, pco_decompress_scratch};
-use super::VAL_DEC_PACKED;
+use super::{VAL_DEC_PACKED, VAL_DEC_PCO, VAL_DEC_PCO32};
 use crate::error::{Error, Result};
 use pco::DeltaSpec;
 
@@ -74,6 +75,27 @@ fn mantissas_to_f64(ms: &[i64], scale: u8, out: &mut Vec<f64>) {
         (false, _) => spare.iter_mut().zip(ms).for_each(|(o, &m)| {
             o.write(from_mantissa(m, scale));
         }),
+    }
+    // Safety: the first ms.len() slots of the spare capacity were written above.
+    unsafe { out.set_len(start + ms.len()) };
+}
+
+/// [`mantissas_to_f64`] of i32 mantissas: `m as f64` is exact and vectorizes on every
+/// x86-64 for i32, so no range check is needed; the same values bit for bit as
+/// `from_mantissa(m as i64, scale)`.
+fn narrow_mantissas_to_f64(ms: &[i32], scale: u8, out: &mut Vec<f64>) {
+    let start = out.len();
+    out.reserve(ms.len());
+    let spare = &mut out.spare_capacity_mut()[..ms.len()];
+    let p = POW10[scale as usize];
+    if scale == 0 {
+        spare.iter_mut().zip(ms).for_each(|(o, &m)| {
+            o.write(m as f64);
+        });
+    } else {
+        spare.iter_mut().zip(ms).for_each(|(o, &m)| {
+            o.write(m as f64 / p);
+        });
     }
     // Safety: the first ms.len() slots of the spare capacity were written above.
     unsafe { out.set_len(start + ms.len()) };
@@ -147,9 +169,11 @@ pub(super) fn to_decimal(vals: &[f64], scale: u8) -> Decimal {
     Decimal { scale, mantissas, exceptions }
 }
 
-/// Append the value section for `vals` (`val_enc` is `VAL_DEC_PACKED` or `VAL_DEC_PCO`).
-/// `None` if pco fails (the caller falls back to raw).
-pub(super) fn encode_decimal(vals: &[f64], val_enc: u8, out: &mut Vec<u8>) -> Option<()> {
+/// Append the value section for `vals` and return its encoding: `VAL_DEC_PACKED` when
+/// asked for, else (`VAL_DEC_PCO` or `VAL_DEC_PCO32` asked) `VAL_DEC_PCO32` when every
+/// mantissa fits in an i32 and `VAL_DEC_PCO` otherwise. `None` if pco fails (the caller
+/// falls back to raw).
+pub(super) fn encode_decimal(vals: &[f64], val_enc: u8, out: &mut Vec<u8>) -> Option<u8> {
     let dec = to_decimal(vals, choose_scale(vals));
     out.push(dec.scale);
     put_varint(out, dec.exceptions.len() as u64);
@@ -161,10 +185,19 @@ pub(super) fn encode_decimal(vals: &[f64], val_enc: u8, out: &mut Vec<u8>) -> Op
     }
     if val_enc == VAL_DEC_PACKED {
         encode_packed_ints(&dec.mantissas, out);
-    } else {
-        out.extend_from_slice(&pco_compress(&dec.mantissas, DeltaSpec::TryConsecutive(1))?);
+        return Some(VAL_DEC_PACKED);
     }
-    Some(())
+    let narrow: Option<Vec<i32>> = dec.mantissas.iter().map(|&m| i32::try_from(m).ok()).collect();
+    match narrow {
+        Some(narrow) => {
+            out.extend_from_slice(&pco_compress(&narrow, DeltaSpec::TryConsecutive(1))?);
+            Some(VAL_DEC_PCO32)
+        }
+        None => {
+            out.extend_from_slice(&pco_compress(&dec.mantissas, DeltaSpec::TryConsecutive(1))?);
+            Some(VAL_DEC_PCO)
+        }
+    }
 }
 
 /// The scale, the exceptions and the mantissa bytes of a value section written by
@@ -200,23 +233,59 @@ fn parse_decimal(val_data: &[u8], count: usize) -> Result<(u8, Vec<(usize, u64)>
     Ok((scale, exceptions, &val_data[pos..]))
 }
 
+/// A chunk's decoded mantissas, in the type they were stored in.
+enum Mantissas<'a> {
+    Wide(&'a [i64]),
+    Narrow(&'a [i32]),
+}
+
+impl Mantissas<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Mantissas::Wide(m) => m.len(),
+            Mantissas::Narrow(m) => m.len(),
+        }
+    }
+
+    #[inline]
+    fn get(&self, i: usize) -> i64 {
+        match self {
+            Mantissas::Wide(m) => m[i],
+            Mantissas::Narrow(m) => m[i] as i64,
+        }
+    }
+}
+
 thread_local! {
     // The mantissas go through a per-thread scratch buffer: a query decodes thousands of
     // chunks, and a fresh vector each time is an allocation plus page faults.
     static MANTISSAS: std::cell::RefCell<Vec<i64>> = const { std::cell::RefCell::new(Vec::new()) };
+    static NARROW_MANTISSAS: std::cell::RefCell<Vec<i32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// The mantissas of a value section into the per-thread scratch buffer, handed to `f`.
-fn with_mantissas<T>(rest: &[u8], val_enc: u8, count: usize, f: impl FnOnce(&[i64]) -> T) -> Result<T> {
+/// The mantissas of a value section into a per-thread scratch buffer, handed to `f`.
+fn with_mantissas<T>(rest: &[u8], val_enc: u8, count: usize, f: impl FnOnce(Mantissas) -> T) -> Result<T> {
+    if val_enc == VAL_DEC_PCO32 {
+        return NARROW_MANTISSAS.with(|cell| -> Result<T> {
+            let mut m = cell.borrow_mut();
+            pco_decompress_scratch::<i32>(rest, count, "decimal values", &mut m)?;
+            let out = f(Mantissas::Narrow(&m));
+            if m.capacity() > 1 << 17 {
+                *m = Vec::new();
+            }
+            Ok(out)
+        });
+    }
     MANTISSAS.with(|cell| -> Result<T> {
         let mut m = cell.borrow_mut();
         if val_enc == VAL_DEC_PACKED {
             m.clear();
             decode_packed_ints(rest, count, &mut m)?;
         } else {
+            debug_assert_eq!(val_enc, VAL_DEC_PCO);
             pco_decompress_scratch::<i64>(rest, count, "decimal values", &mut m)?;
         }
-        let out = f(&m);
+        let out = f(Mantissas::Wide(&m));
         if m.capacity() > 1 << 16 {
             *m = Vec::new();
         }
@@ -234,7 +303,10 @@ pub(super) fn decode_decimal(
     let (scale, exceptions, rest) = parse_decimal(val_data, count)?;
     with_mantissas(rest, val_enc, count, |m| {
         let start = vals_out.len();
-        mantissas_to_f64(m, scale, vals_out);
+        match m {
+            Mantissas::Wide(m) => mantissas_to_f64(m, scale, vals_out),
+            Mantissas::Narrow(m) => narrow_mantissas_to_f64(m, scale, vals_out),
+        }
         for &(i, bits) in &exceptions {
             vals_out[start + i] = f64::from_bits(bits);
         }
@@ -260,7 +332,7 @@ pub(super) fn decode_decimal_at(
                 return Err(Error::corrupt("codec: decimal values: wrong mantissa count"));
             }
             for &w in wanted {
-                out[w as usize] = from_mantissa(m[w as usize], scale);
+                out[w as usize] = from_mantissa(m.get(w as usize), scale);
             }
             Ok(())
         })??;

@@ -13,7 +13,8 @@
 //! Timestamp encodings `T`: `1` delta-of-delta bit stream, `2` pco i64, `3` shared (the
 //! timestamps of an earlier chunk in the same chunk file, resolved by `chunk::ChunkFile::read`).
 //! Value encodings `V`: `1` Gorilla XOR bit stream, `2` decimal mantissas in a
-//! bit-packed delta stream, `3` decimal mantissas with pco i64, `4` pco f64.
+//! bit-packed delta stream, `3` decimal mantissas with pco i64, `4` pco f64, `5` decimal
+//! mantissas with pco i32 (when every mantissa fits).
 //!
 //! Everything is lossless and bit exact for every f64 bit pattern (NaN payloads,
 //! the Prometheus stale marker, infinities, -0.0) and every i64 timestamp.
@@ -65,6 +66,10 @@ pub const VAL_DEC_PACKED: u8 = 2;
 pub const VAL_DEC_PCO: u8 = 3;
 /// Value encoding: pco f64 (pco chooses float-mult / float-quant / classic itself).
 pub const VAL_PCO_F64: u8 = 4;
+/// Value encoding: decimal mantissas (value = m / 10^scale), pco i32. Written instead of
+/// [`VAL_DEC_PCO`] when every mantissa fits in an i32: the same numbers in a narrower
+/// type, which pco stores with smaller bin bounds and decodes faster.
+pub const VAL_DEC_PCO32: u8 = 5;
 
 /// Runs shorter than this use the bit-stream encodings (no pco headers).
 /// Chosen from the measurements in FORMAT-chunk.md.
@@ -114,13 +119,12 @@ pub fn encode_shared_ts(back: u64, vals: &[f64]) -> Option<(u8, Vec<u8>)> {
     if vals.is_empty() || back == 0 {
         return None;
     }
-    let val_enc = choose_value_encoding(vals);
     let mut out = Vec::with_capacity(vals.len() * 2 + 16);
     let mut sec = Vec::with_capacity(10);
     put_varint(&mut sec, back);
     put_varint(&mut out, sec.len() as u64);
     out.extend_from_slice(&sec);
-    encode_value_section(vals, val_enc, &mut out)?;
+    let val_enc = encode_value_section(vals, choose_value_encoding(vals), &mut out)?;
     Some(((TS_SHARED << 4) | val_enc, out))
 }
 
@@ -201,7 +205,7 @@ pub fn decode_values_at(
         return Err(Error::corrupt("codec: wanted values out of range"));
     }
     let val_enc = codec & 0x0f;
-    if codec > CODEC_RAW && matches!(val_enc, VAL_DEC_PACKED | VAL_DEC_PCO) {
+    if codec > CODEC_RAW && matches!(val_enc, VAL_DEC_PACKED | VAL_DEC_PCO | VAL_DEC_PCO32) {
         if count == 0 {
             return Err(Error::corrupt(format!("codec: codec {codec:#04x} with 0 points")));
         }
@@ -242,6 +246,7 @@ pub fn codec_name(codec: u8) -> String {
                 VAL_DEC_PACKED => "val-dec-packed",
                 VAL_DEC_PCO => "val-dec-pco",
                 VAL_PCO_F64 => "val-pco-f64",
+                VAL_DEC_PCO32 => "val-dec-pco32",
                 _ => "val-?",
             };
             format!("{t}+{v}")
@@ -261,7 +266,7 @@ pub(crate) fn encode_with(ts: &[i64], vals: &[f64], ts_enc: u8, val_enc: u8) -> 
         return (CODEC_EMPTY, Vec::new());
     }
     match encode_columnar(ts, vals, ts_enc, val_enc) {
-        Some(body) if body.len() < ts.len() * 16 => ((ts_enc << 4) | val_enc, body),
+        Some((val_enc, body)) if body.len() < ts.len() * 16 => ((ts_enc << 4) | val_enc, body),
         _ => (CODEC_RAW, encode_raw(ts, vals)),
     }
 }
@@ -324,23 +329,27 @@ fn ts_interval(ts: &[i64]) -> Option<u64> {
     Some(m as u64)
 }
 
-fn encode_columnar(ts: &[i64], vals: &[f64], ts_enc: u8, val_enc: u8) -> Option<Vec<u8>> {
+/// The columnar body and the value encoding it holds (see [`encode_value_section`]).
+fn encode_columnar(ts: &[i64], vals: &[f64], ts_enc: u8, val_enc: u8) -> Option<(u8, Vec<u8>)> {
     let ts_body = encode_ts_column(ts, ts_enc)?;
     let mut out = Vec::with_capacity(ts_body.len() + vals.len() * 2 + 16);
     put_varint(&mut out, ts_body.len() as u64);
     out.extend_from_slice(&ts_body);
-    encode_value_section(vals, val_enc, &mut out)?;
-    Some(out)
+    let val_enc = encode_value_section(vals, val_enc, &mut out)?;
+    Some((val_enc, out))
 }
 
-fn encode_value_section(vals: &[f64], val_enc: u8, out: &mut Vec<u8>) -> Option<()> {
+/// Appends the value section and returns the encoding written: `val_enc`, except that a
+/// decimal pco section ([`VAL_DEC_PCO`] or [`VAL_DEC_PCO32`] asked) is written with the
+/// narrowest mantissa type that holds every mantissa.
+fn encode_value_section(vals: &[f64], val_enc: u8, out: &mut Vec<u8>) -> Option<u8> {
     match val_enc {
         VAL_GORILLA => encode_gorilla(vals, out),
-        VAL_DEC_PACKED | VAL_DEC_PCO => encode_decimal(vals, val_enc, out)?,
+        VAL_DEC_PACKED | VAL_DEC_PCO | VAL_DEC_PCO32 => return encode_decimal(vals, val_enc, out),
         VAL_PCO_F64 => out.extend_from_slice(&pco_compress(vals, DeltaSpec::Auto)?),
         _ => return None,
     }
-    Some(())
+    Some(val_enc)
 }
 
 /// Decide between decimal-mantissa and float encodings by looking at a sample.
@@ -450,7 +459,7 @@ fn decode_val_section(val_enc: u8, val_data: &[u8], count: usize, vals_out: &mut
             vals_out.reserve(count);
             decode_gorilla(val_data, count, vals_out)
         }
-        VAL_DEC_PACKED | VAL_DEC_PCO => decode_decimal(val_data, val_enc, count, vals_out),
+        VAL_DEC_PACKED | VAL_DEC_PCO | VAL_DEC_PCO32 => decode_decimal(val_data, val_enc, count, vals_out),
         VAL_PCO_F64 => {
             pco_decompress_into::<f64>(val_data, count, "values", vals_out)
         }

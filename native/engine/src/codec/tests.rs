@@ -52,10 +52,14 @@ fn roundtrip_all(ts: &[i64], vals: &[f64]) {
     let (codec, body) = encode(ts, vals);
     roundtrip_with(ts, vals, codec, &body);
     for ts_enc in [TS_DOD_BITS, TS_PCO] {
-        for val_enc in [VAL_GORILLA, VAL_DEC_PACKED, VAL_DEC_PCO, VAL_PCO_F64] {
+        for val_enc in [VAL_GORILLA, VAL_DEC_PACKED, VAL_DEC_PCO, VAL_PCO_F64, VAL_DEC_PCO32] {
             let (codec, body) = encode_with(ts, vals, ts_enc, val_enc);
             if !ts.is_empty() && codec != CODEC_RAW {
-                assert_eq!(codec, (ts_enc << 4) | val_enc);
+                assert_eq!(codec >> 4, ts_enc);
+                // a decimal pco section is written with the narrowest mantissa type
+                let written = if val_enc == VAL_DEC_PCO32 { VAL_DEC_PCO } else { val_enc };
+                let pair = [VAL_DEC_PCO, VAL_DEC_PCO32];
+                assert!(codec & 0x0f == written || (pair.contains(&written) && pair.contains(&(codec & 0x0f))), "{}", codec_name(codec));
             }
             roundtrip_with(ts, vals, codec, &body);
         }
@@ -208,6 +212,10 @@ fn codec_decimal_choice() {
     assert_eq!(codec & 0x0f, VAL_DEC_PACKED, "{}", codec_name(codec));
     assert!(body.len() < 120 * 3, "cpu chunk of 120 points took {} bytes", body.len());
     let (codec, _) = encode(&cpu.ts, &cpu.vals);
+    assert_eq!(codec, (TS_PCO << 4) | VAL_DEC_PCO32, "{}", codec_name(codec));
+    // mantissas beyond i32 (a byte counter) keep pco i64
+    let big: Vec<f64> = (0..cpu.ts.len()).map(|i| 3e9 + (i * 4096) as f64).collect();
+    let (codec, _) = encode(&cpu.ts, &big);
     assert_eq!(codec, (TS_PCO << 4) | VAL_DEC_PCO, "{}", codec_name(codec));
     // random floats must not use the decimal path
     let mut rng = StdRng::seed_from_u64(1);
@@ -224,7 +232,7 @@ fn codec_corrupt_input_is_error_not_panic() {
     for s in &data {
         for n in [1usize, 5, 120, 600] {
             for ts_enc in [TS_DOD_BITS, TS_PCO] {
-                for val_enc in [VAL_GORILLA, VAL_DEC_PACKED, VAL_DEC_PCO, VAL_PCO_F64] {
+                for val_enc in [VAL_GORILLA, VAL_DEC_PACKED, VAL_DEC_PCO, VAL_PCO_F64, VAL_DEC_PCO32] {
                     let (c, b) = encode_with(&s.ts[..n], &s.vals[..n], ts_enc, val_enc);
                     bodies.push((c, b, n));
                 }
@@ -324,7 +332,7 @@ fn codec_shared_timestamps_body() {
     for s in &data {
         for n in [1usize, 7, 600] {
             for ts_enc in [TS_DOD_BITS, TS_PCO] {
-                for val_enc in [VAL_GORILLA, VAL_DEC_PACKED, VAL_DEC_PCO, VAL_PCO_F64] {
+                for val_enc in [VAL_GORILLA, VAL_DEC_PACKED, VAL_DEC_PCO, VAL_PCO_F64, VAL_DEC_PCO32] {
                     let (c, b) = encode_with(&s.ts[..n], &s.vals[..n], ts_enc, val_enc);
                     assert_eq!(shared_ts_ref(c, &b).unwrap(), None);
                     let (mut t, mut v) = (Vec::new(), Vec::new());
@@ -369,4 +377,49 @@ fn codec_bit_reader_get_many_matches_get() {
     // past the end: an error, not a panic
     let mut r = BitReader::new(&[0xff, 0x01]);
     assert!(r.get_many(9, &mut [0u64; 2]).is_err());
+}
+
+/// Mantissas that fit an i32 are stored as pco i32 (V = 5): the same values bit for bit
+/// as the pco i64 form (V = 3, still read), never larger on these data, and i32 bounds
+/// (mantissas of exactly i32::MIN / i32::MAX) stay narrow while one past them goes wide.
+#[test]
+fn codec_narrow_decimal_mantissas_match_wide() {
+    let data = devops_dataset(4, 2160, 11);
+    let mut narrow_bytes = 0usize;
+    let mut wide_bytes = 0usize;
+    for s in &data {
+        let (codec, body) = encode(&s.ts, &s.vals);
+        if codec & 0x0f != VAL_DEC_PCO32 {
+            continue;
+        }
+        // the same section written wide: swap the pco i32 stream for a pco i64 one
+        let (_, vsec) = split_columnar(&body).unwrap();
+        let (mut v32, mut v64) = (Vec::new(), Vec::new());
+        decode_values(codec, &body, s.ts.len(), &mut v32).unwrap();
+        let dec = decimal::to_decimal(&s.vals, decimal::choose_scale(&s.vals));
+        let mut wide_sec = vsec[..vsec.len() - pcodec_len32(vsec, &dec.mantissas)].to_vec();
+        wide_sec.extend_from_slice(&pcodec::pco_compress(&dec.mantissas, pco::DeltaSpec::TryConsecutive(1)).unwrap());
+        decimal::decode_decimal(&wide_sec, VAL_DEC_PCO, s.ts.len(), &mut v64).unwrap();
+        assert!(v32.iter().zip(&v64).all(|(a, b)| a.to_bits() == b.to_bits()), "{}", s.kind);
+        assert!(v32.iter().zip(&s.vals).all(|(a, b)| a.to_bits() == b.to_bits()), "{}", s.kind);
+        narrow_bytes += vsec.len();
+        wide_bytes += wide_sec.len();
+    }
+    assert!(narrow_bytes > 0);
+    assert!(narrow_bytes <= wide_bytes, "i32 {narrow_bytes} B vs i64 {wide_bytes} B");
+    let ts = regular_ts(600, 1_700_000_000_000, 10_000);
+    for (m, expect) in [(i32::MAX as f64, VAL_DEC_PCO32), (i32::MIN as f64, VAL_DEC_PCO32), (i32::MAX as f64 + 1.0, VAL_DEC_PCO)] {
+        let vals: Vec<f64> = (0..600).map(|i| if i % 2 == 0 { m } else { 0.0 }).collect();
+        let (codec, body) = encode(&ts, &vals);
+        assert_eq!(codec & 0x0f, expect, "{m}: {}", codec_name(codec));
+        roundtrip_with(&ts, &vals, codec, &body);
+    }
+}
+
+/// The byte length of the pco i32 stream at the end of a V = 5 value section.
+fn pcodec_len32(vsec: &[u8], mantissas: &[i64]) -> usize {
+    let narrow: Vec<i32> = mantissas.iter().map(|&m| m as i32).collect();
+    let stream = pcodec::pco_compress(&narrow, pco::DeltaSpec::TryConsecutive(1)).unwrap();
+    assert!(vsec.ends_with(&stream));
+    stream.len()
 }
