@@ -32,6 +32,13 @@ fn is_stale(v: f64) -> bool {
     v.to_bits() == STALE_NAN_BITS
 }
 
+/// `vals.iter().any(|&v| is_stale(v))` in blocks the compiler vectorizes (the
+/// short-circuiting form tests one value at a time); every range function's input is
+/// scanned this way.
+fn any_stale(vals: &[f64]) -> bool {
+    vals.chunks(64).any(|block| block.iter().fold(false, |found, &v| found | is_stale(v)))
+}
+
 /// One series' points as read: labels, timestamps (an `Arc` shared by every series
 /// whose chunks share their timestamp columns) and values (a per-thread buffer).
 pub(crate) struct Raw<'b> {
@@ -288,7 +295,7 @@ pub fn range_call_blocks(
     let f = RangeFn::new(func, range, &ends, scalars, evals)?;
     let windows = PerColumn::new();
     let each = |p: Raw, _: AllValues| {
-        if p.vals.iter().any(|&v| is_stale(v)) {
+        if any_stale(&p.vals) {
             return match without_stale(p.points()) {
                 Some(p) => f.series(&p.labels, &p.ts, &p.vals, None).map(Some),
                 None => Ok(None),
@@ -319,7 +326,7 @@ pub fn range_call_blocks(
 
 /// The points without staleness markers (range selectors skip them); `None` if none are left.
 fn without_stale(mut p: Points) -> Option<Points> {
-    if p.vals.iter().any(|&v| is_stale(v)) {
+    if any_stale(&p.vals) {
         let (ts, vals): (Vec<i64>, Vec<f64>) =
             p.ts.iter().zip(&p.vals).filter(|(_, v)| !is_stale(**v)).map(|(t, v)| (*t, *v)).unzip();
         p.ts = ts;
@@ -345,4 +352,23 @@ pub fn absent_labels(sel: &Selector) -> Labels {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn any_stale_finds_a_marker_anywhere_and_only_markers() {
+        let marker = f64::from_bits(STALE_NAN_BITS);
+        for n in [0usize, 1, 63, 64, 65, 200] {
+            let plain: Vec<f64> = (0..n).map(|i| if i % 7 == 3 { f64::NAN } else { i as f64 }).collect();
+            assert!(!any_stale(&plain), "n {n}: an ordinary NaN is not a marker");
+            for at in 0..n {
+                let mut v = plain.clone();
+                v[at] = marker;
+                assert!(any_stale(&v), "n {n}, marker at {at}");
+            }
+        }
+    }
 }
