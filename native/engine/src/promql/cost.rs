@@ -80,10 +80,9 @@ fn selector_fits(store: &Store, sel: &Selector, window: i64, start: i64, end: i6
         Some(at) => (at, at),
         None => (start, end),
     };
-    let ids = store.select(&sel.matchers, None);
-    if ids.len() > left.series {
-        return false;
-    }
+    // Bounded by the postings first: a selector over thousands of series is refused
+    // without building its selection (the evaluation builds it again anyway).
+    let Some(ids) = store.select_at_most(&sel.matchers, left.series) else { return false };
     left.series -= ids.len();
     let output = steps.saturating_mul(ids.len() as u64);
     if output > left.work {

@@ -264,6 +264,14 @@ impl Index {
 
     /// Ids (ascending) of live series matching all matchers; see `Registry::select`.
     pub(crate) fn select(&self, matchers: &[Matcher]) -> Vec<SeriesId> {
+        self.select_at_most(matchers, usize::MAX).unwrap_or_default()
+    }
+
+    /// [`select`](Self::select) when it can match at most `max` series; `None`, without
+    /// building the selection, when the smallest positive matcher's postings (or, with
+    /// none, all series) already hold more than `max` (the intersection may still be
+    /// smaller: `None` means "possibly more"), or when the selection does hold more.
+    pub(crate) fn select_at_most(&self, matchers: &[Matcher], max: usize) -> Option<Vec<SeriesId>> {
         // Matchers that reject the empty value select only series that have the label:
         // their set is the union of the accepted values' postings ("positive").
         // Matchers that accept the empty value select every series except those whose
@@ -279,12 +287,16 @@ impl Index {
             } else {
                 let set = self.postings_for(m, true);
                 if set.is_empty() {
-                    return Vec::new();
+                    return Some(Vec::new());
                 }
                 positive.push((total(&set), set));
             }
         }
         positive.sort_by_key(|s| s.0);
+        let bound = positive.first().map_or(self.all.len(), |(tot, _)| *tot);
+        if bound > max as u64 {
+            return None;
+        }
         let mut cands = match positive.first() {
             Some((_, set)) => union(set),
             None => self.all.to_vec(),
@@ -292,7 +304,7 @@ impl Index {
         for (tot, set) in positive.iter().skip(1) {
             filter(&mut cands, *tot, set, true);
             if cands.is_empty() {
-                return cands;
+                return Some(cands);
             }
         }
         // Largest exclusions first: they shrink the candidates the most.
@@ -303,7 +315,7 @@ impl Index {
                 break;
             }
         }
-        cands
+        Some(cands).filter(|c| c.len() <= max)
     }
 
     fn live_records<'a>(&'a self, among: &'a [SeriesId]) -> impl Iterator<Item = &'a [u32]> + 'a {

@@ -243,6 +243,14 @@ impl Registry {
         read(&self.index).select(matchers)
     }
 
+    /// [`select`](Self::select) when the selection is known to hold at most `max` series
+    /// from the postings sizes, or does; `None` otherwise (possibly more than `max`:
+    /// a caller bounding its work treats that as too many, without the full selection
+    /// having been built).
+    pub fn select_at_most(&self, matchers: &[Matcher], max: usize) -> Option<Vec<SeriesId>> {
+        read(&self.index).select_at_most(matchers, max)
+    }
+
     /// Removes series (ids are never reused). Returns how many of `ids` were live.
     pub fn delete(&self, ids: &[SeriesId]) -> usize {
         let mut work: Vec<(usize, SeriesId, u64)> = {

@@ -423,3 +423,43 @@ fn series_registry_registry_is_send_sync() {
     assert_send_sync::<Labels>();
     assert_send_sync::<Matcher>();
 }
+
+#[test]
+fn series_registry_select_at_most_bounds_without_changing_the_selection() {
+    let r = Registry::new();
+    for h in 0..50 {
+        for m in ["cpu", "mem"] {
+            resolve(&r, &labels(m, &[("host", &format!("h{h}")), ("dc", if h % 2 == 0 { "a" } else { "b" })]));
+        }
+    }
+    // (matchers, size of the smallest positive postings set: all 100 series with none)
+    let cases: Vec<(Vec<Matcher>, usize)> = vec![
+        (vec![mt("__name__", MatchOp::Eq, "cpu")], 50),
+        (vec![mt("__name__", MatchOp::Eq, "cpu"), mt("host", MatchOp::Eq, "h7")], 2),
+        (vec![mt("__name__", MatchOp::Re, ".+"), mt("host", MatchOp::Re, "h1.?")], 22),
+        (vec![mt("dc", MatchOp::Ne, "a")], 100),
+        (vec![mt("__name__", MatchOp::Eq, "nope")], 0),
+    ];
+    for (ms, bound) in &cases {
+        let all = r.select(ms);
+        for max in [0usize, 1, 2, 11, 21, 22, 50, 100, 1000] {
+            match r.select_at_most(ms, max) {
+                Some(ids) => assert_eq!(ids, all, "{ms:?} max {max}"),
+                // None only when the selection, or the smallest positive postings set, is larger
+                None => assert!(all.len() > max || *bound > max, "{ms:?} max {max}: refused {} series", all.len()),
+            }
+            if all.len() > max {
+                assert!(r.select_at_most(ms, max).is_none(), "{ms:?} max {max}");
+            }
+        }
+    }
+    // bounded by the postings: 100 series named by a regex, but only two of them on h7;
+    // the smallest positive postings (host h7: 2) is within 2, so it is exact
+    let ms = vec![mt("__name__", MatchOp::Re, ".+"), mt("host", MatchOp::Eq, "h7")];
+    assert_eq!(r.select_at_most(&ms, 2).map(|v| v.len()), Some(2));
+    // a regex over 100 series and a negative matcher: refused at max 60 from the postings
+    // alone, though 50 would match
+    let ms = vec![mt("__name__", MatchOp::Re, ".+"), mt("dc", MatchOp::Ne, "a")];
+    assert_eq!(r.select(&ms).len(), 50);
+    assert_eq!(r.select_at_most(&ms, 60), None);
+}

@@ -365,6 +365,13 @@ impl Store {
         }
     }
 
+    /// [`select`](Self::select) without a range, when it holds at most `max` series
+    /// (see `Registry::select_at_most`: `None` may also mean the postings alone could
+    /// not rule out more).
+    pub fn select_at_most(&self, matchers: &[Matcher], max: usize) -> Option<Vec<SeriesId>> {
+        self.registry.select_at_most(matchers, max)
+    }
+
     /// An upper bound of the points a read of `ids` over `[from, to]` decodes: whole
     /// chunks overlapping the range, every buffered point, frozen points in the range.
     /// Stops counting (and returns `None`) once the count passes `limit`; no chunk is
