@@ -260,7 +260,11 @@ impl Store {
                     })
                     .collect()
             });
-            for f in &old_files {
+            // Only the files this group read have pages of it resident (shared timestamp
+            // columns are in the same file as the chunks that use them).
+            let read_files: std::collections::HashSet<u64> =
+                group.iter().flat_map(|(_, refs)| refs.iter().map(|r| r.file_id)).collect();
+            for f in old_files.iter().filter(|f| read_files.contains(&f.id())) {
                 f.release_pages();
             }
             for (id, ts, vals) in &merged {
