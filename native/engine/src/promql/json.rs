@@ -444,9 +444,30 @@ fn uint(out: &mut Vec<u8>, mut n: u64) {
     out.extend_from_slice(&buf[i..]);
 }
 
+/// Which characters a JSON string escapes. Both escape `"` and `\`, write `\b`,
+/// `\f`, `\n`, `\r`, `\t` for those and `\u00XX` for the other control
+/// characters below U+0020, and keep all other text as it is, except:
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Escaping {
+    /// Go's `encoding/json` (what Prometheus's API sends): also `<`, `>`, `&`, U+2028
+    /// and U+2029 as `\uXXXX`, hex digits in lower case.
+    Go,
+    /// jiffy's, the encoder of the Elixir HTTP layer (`TimelessMetrics.HTTP.JSON.encode/1`):
+    /// nothing else escaped, hex digits in upper case (`\u001F`).
+    Jiffy,
+}
+
 /// A JSON string as Go's `encoding/json` writes it.
 pub fn go_string(out: &mut Vec<u8>, s: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
+    json_string(out, s, Escaping::Go)
+}
+
+/// A JSON string, quoted and escaped the way `how` says.
+pub fn json_string(out: &mut Vec<u8>, s: &str, how: Escaping) {
+    let (hex, go) = match how {
+        Escaping::Go => (b"0123456789abcdef", true),
+        Escaping::Jiffy => (b"0123456789ABCDEF", false),
+    };
     out.push(b'"');
     let bytes = s.as_bytes();
     let mut plain = 0; // start of the run not yet copied
@@ -461,7 +482,7 @@ pub fn go_string(out: &mut Vec<u8>, s: &str) {
             b'\t' => Some(b"\\t"),
             8 => Some(b"\\b"),
             12 => Some(b"\\f"),
-            0xE2 if i + 2 < bytes.len() && bytes[i + 1] == 0x80 && (bytes[i + 2] == 0xA8 || bytes[i + 2] == 0xA9) => {
+            0xE2 if go && i + 2 < bytes.len() && bytes[i + 1] == 0x80 && (bytes[i + 2] == 0xA8 || bytes[i + 2] == 0xA9) => {
                 Some(if bytes[i + 2] == 0xA8 { b"\\u2028" } else { b"\\u2029" })
             }
             _ => None,
@@ -471,9 +492,9 @@ pub fn go_string(out: &mut Vec<u8>, s: &str) {
             out.extend_from_slice(esc);
             i += if b == 0xE2 { 3 } else { 1 };
             plain = i;
-        } else if b < 0x20 || b == b'<' || b == b'>' || b == b'&' {
+        } else if b < 0x20 || (go && (b == b'<' || b == b'>' || b == b'&')) {
             out.extend_from_slice(&bytes[plain..i]);
-            out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
+            out.extend_from_slice(&[b'\\', b'u', b'0', b'0', hex[(b >> 4) as usize], hex[(b & 15) as usize]]);
             i += 1;
             plain = i;
         } else {
@@ -633,6 +654,16 @@ mod tests {
         assert_eq!(s(|o| go_string(o, "a<b>&\"\\\n\r\t\u{8}\u{c}\u{1}\u{1f}")), r#""a\u003cb\u003e\u0026\"\\\n\r\t\b\f\u0001\u001f""#);
         assert_eq!(s(|o| go_string(o, "x\u{2028}y\u{2029}z\u{2027}é\u{7f}")), "\"x\\u2028y\\u2029z\u{2027}é\u{7f}\"");
         assert_eq!(s(|o| go_string(o, "")), "\"\"");
+    }
+
+    #[test]
+    fn strings_escape_as_jiffy_does() {
+        // what `:jiffy.encode/2` writes (checked against jiffy 1.1.1)
+        let j = |x: &str| s(|o| json_string(o, x, Escaping::Jiffy));
+        assert_eq!(j("a<b>&/\"\\\n\r\t\u{8}\u{c}"), r#""a<b>&/\"\\\n\r\t\b\f""#);
+        assert_eq!(j("\u{0}\u{1}\u{b}\u{1a}\u{1b}\u{1f}"), r#""\u0000\u0001\u000B\u001A\u001B\u001F""#);
+        assert_eq!(j("x\u{2028}y\u{2029}é€😀\u{7f}\u{80}\u{9f}"), "\"x\u{2028}y\u{2029}é€😀\u{7f}\u{80}\u{9f}\"");
+        assert_eq!(j(""), "\"\"");
     }
 
     #[test]

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::hash::IdentityBuild;
-use super::index::Index;
+use super::index::{Index, SelectBound};
 use super::labels::Labels;
 use super::matcher::Matcher;
 use crate::error::{Error, Result};
@@ -241,6 +241,12 @@ impl Registry {
     /// postings of the values they reject. No matchers = all series.
     pub fn select(&self, matchers: &[Matcher]) -> Vec<SeriesId> {
         read(&self.index).select(matchers)
+    }
+
+    /// Upper bounds of the ids `select(matchers)` returns and of the work it does,
+    /// from the index's metadata alone (cheap: no regex is run, no postings read).
+    pub fn select_bound(&self, matchers: &[Matcher]) -> SelectBound {
+        read(&self.index).select_bound(matchers)
     }
 
     /// Removes series (ids are never reused). Returns how many of `ids` were live.

@@ -43,7 +43,7 @@ use std::sync::{Mutex, RwLock};
 use crate::buffer::Head;
 use crate::error::{Error, ErrorKind, Result};
 use crate::log::LogWriter;
-use crate::series::{LabelLimits, Labels, Matcher, Registry};
+use crate::series::{LabelLimits, Labels, Matcher, Registry, SelectBound};
 use crate::wal::{self, FsyncPolicy, Wal};
 use crate::{SeriesId, Timestamp};
 
@@ -363,6 +363,12 @@ impl Store {
             None => ids,
             Some((from, to)) => ids.into_iter().filter(|&id| self.has_data_in(id, from, to)).collect(),
         }
+    }
+
+    /// Upper bounds of the ids `select(matchers, _)` returns and of the index work it
+    /// does, from metadata alone (see [`Registry::select_bound`](crate::series::Registry::select_bound)).
+    pub fn select_bound(&self, matchers: &[Matcher]) -> SelectBound {
+        self.registry.select_bound(matchers)
     }
 
     /// An upper bound of the points a read of `ids` over `[from, to]` decodes: whole
