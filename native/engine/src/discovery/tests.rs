@@ -1,5 +1,5 @@
 use super::*;
-use crate::series::MatchOp;
+use crate::series::{Labels, MatchOp};
 use crate::store::StoreConfig;
 
 fn m(name: &str, op: MatchOp, value: &str) -> Matcher {
@@ -182,5 +182,52 @@ fn the_cost_is_an_upper_bound() {
         let bound = s.select_bound(&sel);
         let got = s.select(&sel, None).len() as u64;
         assert!(bound.ids >= got, "{sel:?}: bound {bound:?}, selected {got}");
+    }
+}
+
+#[test]
+fn values_holding_nul_bytes_still_sort_by_pairs() {
+    // as keys, ("x", "a\0b\0c") and [("x", "a"), ("b", "c")] would tie: pairs decide
+    let s = store(&[
+        ("m", &[("x", "a\0b\0c")], 1),
+        ("m", &[("x", "a"), ("y", "c")], 1),
+        ("m", &[("x", "a\0")], 1),
+        ("m", &[("x", "a")], 1),
+        ("m", &[("x", "\0")], 1),
+    ]);
+    assert_eq!(
+        body(&s, &[vec![eq("__name__", "m")]], None, None),
+        concat!(
+            r#"{"status":"success","data":[{"x":"\u0000","__name__":"m"},{"x":"a","__name__":"m"},"#,
+            r#"{"y":"c","x":"a","__name__":"m"},{"x":"a\u0000","__name__":"m"},{"x":"a\u0000b\u0000c","__name__":"m"}]}"#
+        )
+    );
+}
+
+#[test]
+fn key_order_is_label_order() {
+    let mut rnd = crate::xorshift(0xfeed_beef);
+    let (s, _) = Store::open(StoreConfig::default()).unwrap();
+    let names = ["A", "_", "__name__x", "a", "ab", "b"];
+    let values = ["a", "ab", "a b", "b", "é", "~", "0"];
+    for _ in 0..400 {
+        let mut labels: Vec<(&str, &str)> = Vec::new();
+        for &n in &names {
+            if rnd() % 3 == 0 {
+                labels.push((n, values[(rnd() % 7) as usize]));
+            }
+        }
+        let metric = values[(rnd() % 7) as usize];
+        let _ = s.resolve(&s.labels(metric, &labels).unwrap());
+    }
+    let ids = s.select(&[], None);
+    let mut want: Vec<Labels> = ids.iter().filter_map(|&id| s.series_labels(id)).collect();
+    want.sort();
+    let want: Vec<Vec<(&[u8], &[u8])>> = want.iter().map(|l| l.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())).collect()).collect();
+    let mut listed = Listed::of(&s, &ids);
+    for nul in [false, true] {
+        listed.nul = nul; // the pair-by-pair comparison must agree
+        let got: Vec<Vec<(&[u8], &[u8])>> = listed.sorted().into_iter().map(|i| listed.pair_slices(i).collect()).collect();
+        assert_eq!(got, want, "nul: {nul}");
     }
 }

@@ -464,16 +464,25 @@ pub fn go_string(out: &mut Vec<u8>, s: &str) {
 
 /// A JSON string, quoted and escaped the way `how` says.
 pub fn json_string(out: &mut Vec<u8>, s: &str, how: Escaping) {
-    let (hex, go) = match how {
-        Escaping::Go => (b"0123456789abcdef", true),
-        Escaping::Jiffy => (b"0123456789ABCDEF", false),
+    json_utf8(out, s.as_bytes(), how)
+}
+
+/// [`json_string`] of the bytes of a `str` (or a copy of them); other bytes are
+/// written as they are.
+pub(crate) fn json_utf8(out: &mut Vec<u8>, bytes: &[u8], how: Escaping) {
+    let (hex, special) = match how {
+        Escaping::Go => (b"0123456789abcdef", &GO_SPECIAL),
+        Escaping::Jiffy => (b"0123456789ABCDEF", &JIFFY_SPECIAL),
     };
     out.push(b'"');
-    let bytes = s.as_bytes();
     let mut plain = 0; // start of the run not yet copied
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
+        if !special[b as usize] {
+            i += 1;
+            continue;
+        }
         let escape: Option<&[u8]> = match b {
             b'"' => Some(b"\\\""),
             b'\\' => Some(b"\\\\"),
@@ -482,27 +491,57 @@ pub fn json_string(out: &mut Vec<u8>, s: &str, how: Escaping) {
             b'\t' => Some(b"\\t"),
             8 => Some(b"\\b"),
             12 => Some(b"\\f"),
-            0xE2 if go && i + 2 < bytes.len() && bytes[i + 1] == 0x80 && (bytes[i + 2] == 0xA8 || bytes[i + 2] == 0xA9) => {
+            // (special only for Go) U+2028, U+2029; other characters starting with 0xE2 stay
+            0xE2 if i + 2 < bytes.len() && bytes[i + 1] == 0x80 && (bytes[i + 2] == 0xA8 || bytes[i + 2] == 0xA9) => {
                 Some(if bytes[i + 2] == 0xA8 { b"\\u2028" } else { b"\\u2029" })
+            }
+            0xE2 => {
+                i += 1;
+                continue;
             }
             _ => None,
         };
-        if let Some(esc) = escape {
-            out.extend_from_slice(&bytes[plain..i]);
-            out.extend_from_slice(esc);
-            i += if b == 0xE2 { 3 } else { 1 };
-            plain = i;
-        } else if b < 0x20 || (go && (b == b'<' || b == b'>' || b == b'&')) {
-            out.extend_from_slice(&bytes[plain..i]);
-            out.extend_from_slice(&[b'\\', b'u', b'0', b'0', hex[(b >> 4) as usize], hex[(b & 15) as usize]]);
-            i += 1;
-            plain = i;
-        } else {
-            i += 1;
+        out.extend_from_slice(&bytes[plain..i]);
+        match escape {
+            Some(esc) => {
+                out.extend_from_slice(esc);
+                i += if b == 0xE2 { 3 } else { 1 };
+            }
+            // the other control characters, and Go's `<`, `>`, `&`
+            None => {
+                out.extend_from_slice(&[b'\\', b'u', b'0', b'0', hex[(b >> 4) as usize], hex[(b & 15) as usize]]);
+                i += 1;
+            }
         }
+        plain = i;
     }
     out.extend_from_slice(&bytes[plain..]);
     out.push(b'"');
+}
+
+/// Bytes that may need escaping in Go's strings: `"`, `\`, control characters, `<`,
+/// `>`, `&`, and 0xE2 (the first byte of U+2028 and U+2029).
+static GO_SPECIAL: [bool; 256] = special_bytes(true);
+
+/// Bytes escaped in jiffy's strings: `"`, `\`, control characters.
+static JIFFY_SPECIAL: [bool; 256] = special_bytes(false);
+
+const fn special_bytes(go: bool) -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        t[b] = true;
+        b += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    if go {
+        t[b'<' as usize] = true;
+        t[b'>' as usize] = true;
+        t[b'&' as usize] = true;
+        t[0xE2] = true;
+    }
+    t
 }
 
 #[cfg(test)]

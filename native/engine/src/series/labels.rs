@@ -212,8 +212,8 @@ impl Labels {
         None
     }
 
-    /// Pairs sorted by name, including `__name__` (`.rev()` for descending names).
-    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&str, &str)> + ExactSizeIterator + Clone + '_ {
+    /// Pairs sorted by name, including `__name__`.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> + Clone + '_ {
         (0..self.len()).map(move |i| self.pair(i))
     }
 
