@@ -114,7 +114,12 @@ struct Listed {
 
 impl Listed {
     fn of(store: &Store, ids: &[SeriesId]) -> Listed {
-        let mut l = Listed { text: Vec::with_capacity(ids.len() * 96), pairs: Vec::with_capacity(ids.len() * 8), series: Vec::with_capacity(ids.len()), nul: false };
+        let mut l = Listed {
+            text: Vec::with_capacity(ids.len() * 96),
+            pairs: Vec::with_capacity(ids.len() * 8),
+            series: Vec::with_capacity(ids.len()),
+            nul: false,
+        };
         for &id in ids {
             let (p0, t0) = (l.pairs.len(), l.text.len());
             let live = store.with_series_pairs(id, |pairs| {
