@@ -304,6 +304,33 @@ defmodule TimelessMetrics do
   end
 
   @doc """
+  The series matching any of several filters, as the JSON success body of Prometheus's
+  `/api/v1/series` (a binary), written by the engine: the union of the series each
+  filter matches (as `list_series/4` with `metric: nil` would list them), each once,
+  sorted by labels, every series an object of its labels with `__name__`. Options:
+  `from`, `to` (series with data in range), `unit`, `limit` (the first `limit` series,
+  then the warning `"results truncated due to limit"`; `nil` for all).
+
+      iex> TimelessMetrics.series_json(:metrics, [[{"__name__", :eq, "cpu"}]])
+      {:ok, ~s({"status":"success","data":[{"host":"a","__name__":"cpu"}]})}
+  """
+  @spec series_json(store(), [filter()], keyword()) :: {:ok, binary()} | {:error, reason()}
+  def series_json(store, filters, opts \\ []) do
+    {from, to} = optional_range(opts)
+    limit = Keyword.get(opts, :limit)
+
+    with {:ok, selectors} <- normalize_each(filters) do
+      Engine.call(store, fn ref ->
+        # a selection too large for the calling scheduler is answered on a dirty one
+        case Native.series_json(ref, selectors, from, to, limit) do
+          :dirty -> Native.series_json_dirty(ref, selectors, from, to, limit)
+          answer -> answer
+        end
+      end)
+    end
+  end
+
+  @doc """
   Label names (including `__name__`), sorted. Options: `match` (a filter), `from`, `to`, `unit`.
 
       iex> TimelessMetrics.label_names(:metrics)
@@ -398,6 +425,19 @@ defmodule TimelessMetrics do
   defp series_map(labels) do
     {metric, rest} = Map.pop(labels, "__name__")
     %{metric: metric, labels: rest}
+  end
+
+  defp normalize_each(filters) do
+    Enum.reduce_while(filters, {:ok, []}, fn filter, {:ok, acc} ->
+      case Matchers.normalize(filter) do
+        {:ok, matchers} -> {:cont, {:ok, [matchers | acc]}}
+        error -> {:halt, error}
+      end
+    end)
+    |> case do
+      {:ok, all} -> {:ok, Enum.reverse(all)}
+      error -> error
+    end
   end
 
   defp matcher_list?(l) when is_list(l), do: Enum.any?(l, &match?({_, _, _}, &1))

@@ -51,6 +51,8 @@ defmodule TimelessMetrics.Native do
   def aggregate(_store, _matchers, _from, _to, _step, _aggregate, _unit_ms), do: nif()
   def latest(_store, _matchers, _unit_ms), do: nif()
   def series(_store, _matchers, _from, _to), do: nif()
+  def series_json(_store, _selectors, _from, _to, _limit), do: nif()
+  def series_json_dirty(_store, _selectors, _from, _to, _limit), do: nif()
   def metric_names(_store, _matchers, _from, _to), do: nif()
   def label_names(_store, _matchers, _from, _to), do: nif()
   def label_values(_store, _name, _matchers, _from, _to), do: nif()

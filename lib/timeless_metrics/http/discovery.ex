@@ -19,7 +19,7 @@ defmodule TimelessMetrics.HTTP.Discovery do
       {"status":"success","data":["api","db"]}
   """
 
-  alias TimelessMetrics.HTTP.{Errors, JSON, Params, Query, Request}
+  alias TimelessMetrics.HTTP.{Errors, JSON, Params, Request}
 
   @prometheus_api_version "2.42.0"
   @build_date Calendar.strftime(DateTime.utc_now(), "%Y%m%d-%H:%M:%S")
@@ -60,14 +60,17 @@ defmodule TimelessMetrics.HTTP.Discovery do
     |> or_error()
   end
 
-  @doc "`series`: label sets of the series matching `match[]`."
+  @doc """
+  `series`: label sets of the series matching `match[]`. The body is written by the
+  engine (`TimelessMetrics.series_json/3`), byte for byte what encoding the union of
+  `TimelessMetrics.list_series/4` over the selectors would give.
+  """
   @spec series(Request.t(), map()) :: {pos_integer(), list(), iodata()}
   def series(request, config) do
     with {:ok, selectors, range} <- selectors_and_range(request, required: true),
          {:ok, limit} <- Params.limit(request),
-         {:ok, series} <- Query.union(selectors, &TimelessMetrics.list_series(config.store, nil, &1, range)) do
-      {kept, warnings} = Params.apply_limit(series, limit)
-      JSON.ok(Enum.map(kept, &Map.put(&1.labels, "__name__", &1.metric)), warnings)
+         {:ok, body} <- TimelessMetrics.series_json(config.store, selectors, [limit: limit] ++ range) do
+      {200, [{"content-type", JSON.content_type()}], body}
     end
     |> or_error()
   end

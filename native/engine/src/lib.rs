@@ -16,6 +16,7 @@
 //! | [`store`]  | the store: open/recover/lock, write paths, flush, reads, info, delete |
 //! | [`spool`]  | append-only spool of accepted ingest bodies (acknowledged before parsing) |
 //! | [`promql`] | the PromQL evaluator: an expression tree over a step grid, Prometheus 2.53 semantics |
+//! | [`discovery`] | Prometheus's `/api/v1/series` JSON body written from the index, with a bound of its cost |
 //!
 //! On-disk formats are described byte by byte in `FORMAT.md` beside this crate.
 
@@ -31,6 +32,7 @@ pub mod store;
 pub mod ingest;
 pub mod spool;
 pub mod promql;
+pub mod discovery;
 
 pub use error::{Error, ErrorKind, Result};
 

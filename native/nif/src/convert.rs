@@ -4,7 +4,9 @@ use rustler::sys::{
     enif_get_list_cell, enif_get_tuple, enif_map_iterator_create, enif_map_iterator_destroy, enif_map_iterator_get_pair,
     enif_map_iterator_next, ErlNifMapIterator, ErlNifMapIteratorEntry, ErlNifTerm,
 };
-use rustler::{Atom, Binary, Encoder, Env, Error as NifError, NewBinary, Term};
+use std::time::Instant;
+
+use rustler::{Atom, Binary, Encoder, Env, Error as NifError, NewBinary, ResourceArc, Term};
 use timeless_engine::series::{MatchOp, Matcher};
 use timeless_engine::{Error, ErrorKind, STALE_NAN_BITS};
 
@@ -299,4 +301,32 @@ pub fn value_term<'a>(env: Env<'a>, v: f64) -> Term<'a> {
 pub fn labels_term<'a>(env: Env<'a>, labels: &timeless_engine::series::Labels) -> Term<'a> {
     let pairs: Vec<(&str, &str)> = labels.iter().collect();
     Term::map_from_pairs(env, &pairs).unwrap_or_else(|_| Term::map_new(env))
+}
+
+/// Tell the VM how much of the scheduler's timeslice the call used (1% per 10 µs).
+pub fn report_time(env: Env, started: Instant) {
+    let percent = (started.elapsed().as_micros() / 10).clamp(1, 100) as i32;
+    rustler::schedule::consume_timeslice(env, percent);
+}
+
+/// A chunk of a response body owned by the VM as a resource, so that a large body
+/// becomes binaries without being copied.
+pub struct BodyChunk(Vec<u8>);
+
+#[rustler::resource_impl]
+impl rustler::Resource for BodyChunk {}
+
+/// Chunks from this size on are handed over without a copy; smaller ones are copied
+/// (a resource costs more than copying a few kilobytes).
+const ZERO_COPY_BYTES: usize = 64 * 1024;
+
+/// A response body (or a chunk of one) as a binary term: copied when small, handed
+/// to the VM without a copy from `ZERO_COPY_BYTES` on.
+pub fn body_binary<'a>(env: Env<'a>, c: Vec<u8>) -> Term<'a> {
+    if c.len() >= ZERO_COPY_BYTES {
+        return ResourceArc::new(BodyChunk(c)).make_binary(env, |b| &b.0).to_term(env);
+    }
+    let mut bin = NewBinary::new(env, c.len());
+    bin.as_mut_slice().copy_from_slice(&c);
+    Binary::from(bin).to_term(env)
 }

@@ -9,6 +9,7 @@
 //! | [`write`]   | write path: `resolve`, `write_batch`, `write_columns` |
 //! | [`resolved`] | `write_resolved` (tuple lists): direct term reads, normal scheduler, slices and yields |
 //! | [`read`]    | read path: `read_series`, `read_many`, `aggregate`, `latest`, listings |
+//! | [`discovery`] | `series_json` (normal scheduler when the selection is small, else `:dirty`) and `series_json_dirty`: the `/api/v1/series` JSON body |
 //! | [`ingest`]  | ingest path: `decompress`, `ingest` / `ingest_many` (parse + resolve + write bodies) |
 //! | [`spool`]   | durable spool of accepted bodies: `spool_open/append/done/read/info` |
 //! | [`promql`]  | `promql_eval`, `promql_eval_json`: planned PromQL AST in, evaluated value (or its JSON) out; `promql_eval_json` is on a normal scheduler and hands the work to the query pool (see there) |
@@ -24,6 +25,7 @@
 
 mod admin;
 mod convert;
+mod discovery;
 mod ingest;
 mod promql;
 mod read;

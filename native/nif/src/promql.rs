@@ -37,7 +37,7 @@ use timeless_engine::{Error as EngineError, ErrorKind};
 use timeless_engine::promql::{evaluate, AggOp, BinOp, Card, EvalOptions, Expr, Grid, Grouping, Matching, QueryValue, Selector};
 use timeless_engine::series::{MatchOp, Matcher};
 
-use crate::convert::{bad_input, engine_err, points_binary, tuple_elems};
+use crate::convert::{bad_input, body_binary, engine_err, points_binary, report_time, tuple_elems};
 use crate::StoreRes;
 
 mod atoms {
@@ -393,32 +393,6 @@ fn json_body(store: &Store, e: &Expr, start: i64, end: i64, step: i64, opts: &Ev
         Ok(encode_response(&v, &Grid::new(start, end, step), opts.range_query, &Notes::default()))
     }))
     .unwrap_or_else(|_| Err(EngineError::new(ErrorKind::Internal, "the engine panicked; see the VM's stderr")))
-}
-
-/// Tell the VM how much of the scheduler's timeslice the call used (1% per 10 µs).
-fn report_time(env: Env, started: Instant) {
-    let percent = (started.elapsed().as_micros() / 10).clamp(1, 100) as i32;
-    rustler::schedule::consume_timeslice(env, percent);
-}
-
-/// A chunk of a response body owned by the VM as a resource, so that a large body
-/// becomes binaries without being copied.
-pub struct BodyChunk(Vec<u8>);
-
-#[rustler::resource_impl]
-impl rustler::Resource for BodyChunk {}
-
-/// Chunks from this size on are handed over without a copy; smaller ones are copied
-/// (a resource costs more than copying a few kilobytes).
-const ZERO_COPY_BYTES: usize = 64 * 1024;
-
-fn body_binary<'a>(env: Env<'a>, c: Vec<u8>) -> Term<'a> {
-    if c.len() >= ZERO_COPY_BYTES {
-        return ResourceArc::new(BodyChunk(c)).make_binary(env, |b| &b.0).to_term(env);
-    }
-    let mut bin = NewBinary::new(env, c.len());
-    bin.as_mut_slice().copy_from_slice(&c);
-    Binary::from(bin).to_term(env)
 }
 
 /// The body as a list of binaries, or `{:error, {kind, message}}`.

@@ -80,9 +80,17 @@ fn selector_fits(store: &Store, sel: &Selector, window: i64, start: i64, end: i6
         Some(at) => (at, at),
         None => (start, end),
     };
-    // Bounded by the postings first: a selector over thousands of series is refused
-    // without building its selection (the evaluation builds it again anyway).
-    let Some(ids) = store.select_at_most(&sel.matchers, left.series) else { return false };
+    // Bounded from the index's metadata first (no regex run, no postings read): a
+    // selector over thousands of series, or whose matching alone would take long, is
+    // refused without building its selection (the evaluation builds it again anyway).
+    let bound = store.select_bound(&sel.matchers);
+    if bound.ids > left.series as u64 || bound.work > left.work {
+        return false;
+    }
+    let ids = store.select(&sel.matchers, None);
+    if ids.len() > left.series {
+        return false;
+    }
     left.series -= ids.len();
     let output = steps.saturating_mul(ids.len() as u64);
     if output > left.work {
@@ -158,6 +166,12 @@ mod tests {
         assert!(!small_query(&s, &twice, day, day, 1, 300_000, &tight));
         // series budget
         assert!(!small_query(&s, &all, day, day, 1, 300_000, &Budget { max_series: 5, max_work: u64::MAX }));
+        // bounded from the index before selecting: one series matches, but a regex is
+        // not run for the bound, so the name's 10 series count against max_series 5
+        let re = Expr::selector(vec![eq("__name__", "cpu"), Matcher::new("host", MatchOp::Re, "h1.*").unwrap()]);
+        assert_eq!(s.select(&[eq("__name__", "cpu"), Matcher::new("host", MatchOp::Re, "h1.*").unwrap()], None).len(), 1);
+        assert!(small_query(&s, &re, day, day, 1, 300_000, &b));
+        assert!(!small_query(&s, &re, day, day, 1, 300_000, &Budget { max_series: 5, max_work: u64::MAX }));
         // subqueries never
         let sub = Expr::Subquery { expr: Box::new(one.clone()), range: 600_000, step: 60_000, offset: 0, at: None };
         assert!(!small_query(&s, &sub, day, day, 1, 300_000, &b));

@@ -444,15 +444,45 @@ fn uint(out: &mut Vec<u8>, mut n: u64) {
     out.extend_from_slice(&buf[i..]);
 }
 
+/// Which characters a JSON string escapes. Both escape `"` and `\`, write `\b`,
+/// `\f`, `\n`, `\r`, `\t` for those and `\u00XX` for the other control
+/// characters below U+0020, and keep all other text as it is, except:
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Escaping {
+    /// Go's `encoding/json` (what Prometheus's API sends): also `<`, `>`, `&`, U+2028
+    /// and U+2029 as `\uXXXX`, hex digits in lower case.
+    Go,
+    /// jiffy's, the encoder of the Elixir HTTP layer (`TimelessMetrics.HTTP.JSON.encode/1`):
+    /// nothing else escaped, hex digits in upper case (`\u001F`).
+    Jiffy,
+}
+
 /// A JSON string as Go's `encoding/json` writes it.
 pub fn go_string(out: &mut Vec<u8>, s: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
+    json_string(out, s, Escaping::Go)
+}
+
+/// A JSON string, quoted and escaped the way `how` says.
+pub fn json_string(out: &mut Vec<u8>, s: &str, how: Escaping) {
+    json_utf8(out, s.as_bytes(), how)
+}
+
+/// [`json_string`] of the bytes of a `str` (or a copy of them); other bytes are
+/// written as they are.
+pub(crate) fn json_utf8(out: &mut Vec<u8>, bytes: &[u8], how: Escaping) {
+    let (hex, special) = match how {
+        Escaping::Go => (b"0123456789abcdef", &GO_SPECIAL),
+        Escaping::Jiffy => (b"0123456789ABCDEF", &JIFFY_SPECIAL),
+    };
     out.push(b'"');
-    let bytes = s.as_bytes();
     let mut plain = 0; // start of the run not yet copied
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
+        if !special[b as usize] {
+            i += 1;
+            continue;
+        }
         let escape: Option<&[u8]> = match b {
             b'"' => Some(b"\\\""),
             b'\\' => Some(b"\\\\"),
@@ -461,27 +491,57 @@ pub fn go_string(out: &mut Vec<u8>, s: &str) {
             b'\t' => Some(b"\\t"),
             8 => Some(b"\\b"),
             12 => Some(b"\\f"),
+            // (special only for Go) U+2028, U+2029; other characters starting with 0xE2 stay
             0xE2 if i + 2 < bytes.len() && bytes[i + 1] == 0x80 && (bytes[i + 2] == 0xA8 || bytes[i + 2] == 0xA9) => {
                 Some(if bytes[i + 2] == 0xA8 { b"\\u2028" } else { b"\\u2029" })
             }
+            0xE2 => {
+                i += 1;
+                continue;
+            }
             _ => None,
         };
-        if let Some(esc) = escape {
-            out.extend_from_slice(&bytes[plain..i]);
-            out.extend_from_slice(esc);
-            i += if b == 0xE2 { 3 } else { 1 };
-            plain = i;
-        } else if b < 0x20 || b == b'<' || b == b'>' || b == b'&' {
-            out.extend_from_slice(&bytes[plain..i]);
-            out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
-            i += 1;
-            plain = i;
-        } else {
-            i += 1;
+        out.extend_from_slice(&bytes[plain..i]);
+        match escape {
+            Some(esc) => {
+                out.extend_from_slice(esc);
+                i += if b == 0xE2 { 3 } else { 1 };
+            }
+            // the other control characters, and Go's `<`, `>`, `&`
+            None => {
+                out.extend_from_slice(&[b'\\', b'u', b'0', b'0', hex[(b >> 4) as usize], hex[(b & 15) as usize]]);
+                i += 1;
+            }
         }
+        plain = i;
     }
     out.extend_from_slice(&bytes[plain..]);
     out.push(b'"');
+}
+
+/// Bytes that may need escaping in Go's strings: `"`, `\`, control characters, `<`,
+/// `>`, `&`, and 0xE2 (the first byte of U+2028 and U+2029).
+static GO_SPECIAL: [bool; 256] = special_bytes(true);
+
+/// Bytes escaped in jiffy's strings: `"`, `\`, control characters.
+static JIFFY_SPECIAL: [bool; 256] = special_bytes(false);
+
+const fn special_bytes(go: bool) -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        t[b] = true;
+        b += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    if go {
+        t[b'<' as usize] = true;
+        t[b'>' as usize] = true;
+        t[b'&' as usize] = true;
+        t[0xE2] = true;
+    }
+    t
 }
 
 #[cfg(test)]
@@ -633,6 +693,16 @@ mod tests {
         assert_eq!(s(|o| go_string(o, "a<b>&\"\\\n\r\t\u{8}\u{c}\u{1}\u{1f}")), r#""a\u003cb\u003e\u0026\"\\\n\r\t\b\f\u0001\u001f""#);
         assert_eq!(s(|o| go_string(o, "x\u{2028}y\u{2029}z\u{2027}é\u{7f}")), "\"x\\u2028y\\u2029z\u{2027}é\u{7f}\"");
         assert_eq!(s(|o| go_string(o, "")), "\"\"");
+    }
+
+    #[test]
+    fn strings_escape_as_jiffy_does() {
+        // what `:jiffy.encode/2` writes (checked against jiffy 1.1.1)
+        let j = |x: &str| s(|o| json_string(o, x, Escaping::Jiffy));
+        assert_eq!(j("a<b>&/\"\\\n\r\t\u{8}\u{c}"), r#""a<b>&/\"\\\n\r\t\b\f""#);
+        assert_eq!(j("\u{0}\u{1}\u{b}\u{1a}\u{1b}\u{1f}"), r#""\u0000\u0001\u000B\u001A\u001B\u001F""#);
+        assert_eq!(j("x\u{2028}y\u{2029}é€😀\u{7f}\u{80}\u{9f}"), "\"x\u{2028}y\u{2029}é€😀\u{7f}\u{80}\u{9f}\"");
+        assert_eq!(j(""), "\"\"");
     }
 
     #[test]

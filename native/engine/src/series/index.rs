@@ -264,14 +264,6 @@ impl Index {
 
     /// Ids (ascending) of live series matching all matchers; see `Registry::select`.
     pub(crate) fn select(&self, matchers: &[Matcher]) -> Vec<SeriesId> {
-        self.select_at_most(matchers, usize::MAX).unwrap_or_default()
-    }
-
-    /// [`select`](Self::select) when it can match at most `max` series; `None`, without
-    /// building the selection, when the smallest positive matcher's postings (or, with
-    /// none, all series) already hold more than `max` (the intersection may still be
-    /// smaller: `None` means "possibly more"), or when the selection does hold more.
-    pub(crate) fn select_at_most(&self, matchers: &[Matcher], max: usize) -> Option<Vec<SeriesId>> {
         // Matchers that reject the empty value select only series that have the label:
         // their set is the union of the accepted values' postings ("positive").
         // Matchers that accept the empty value select every series except those whose
@@ -287,16 +279,12 @@ impl Index {
             } else {
                 let set = self.postings_for(m, true);
                 if set.is_empty() {
-                    return Some(Vec::new());
+                    return Vec::new();
                 }
                 positive.push((total(&set), set));
             }
         }
         positive.sort_by_key(|s| s.0);
-        let bound = positive.first().map_or(self.all.len(), |(tot, _)| *tot);
-        if bound > max as u64 {
-            return None;
-        }
         let mut cands = match positive.first() {
             Some((_, set)) => union(set),
             None => self.all.to_vec(),
@@ -304,7 +292,7 @@ impl Index {
         for (tot, set) in positive.iter().skip(1) {
             filter(&mut cands, *tot, set, true);
             if cands.is_empty() {
-                return Some(cands);
+                return cands;
             }
         }
         // Largest exclusions first: they shrink the candidates the most.
@@ -315,7 +303,45 @@ impl Index {
                 break;
             }
         }
-        Some(cands).filter(|c| c.len() <= max)
+        cands
+    }
+
+    /// Upper bounds of what `select(matchers)` costs, from metadata alone: no value is
+    /// matched against a regex and no postings list is read (see [`SelectBound`]).
+    pub(crate) fn select_bound(&self, matchers: &[Matcher]) -> SelectBound {
+        let all = self.all.len();
+        let mut scanned = 0u64;
+        let mut sets = 0u64;
+        let mut ids: Option<u64> = None;
+        for m in matchers {
+            let positive = !m.matches(None);
+            let values = self.sym_ids.get(m.name.as_str()).and_then(|n| self.names.get(n));
+            let Some(values) = values else {
+                if positive {
+                    // no series has the label: `select` stops here with nothing
+                    return SelectBound { ids: 0, work: scanned };
+                }
+                continue;
+            };
+            // As `postings_for`: a literal set is looked up, any other matcher scans the
+            // label's values and keeps a postings list per accepted value.
+            let (set_len, set_ids) = match m.literal_set().filter(|_| positive != m.is_negative()) {
+                Some(lits) => {
+                    let found = lits.iter().filter_map(|l| self.sym_ids.get(l.as_str())).filter_map(|v| values.get(v));
+                    let tot = found.map(|&p| self.pairs[p as usize].postings.len()).sum();
+                    (lits.len() as u64, tot)
+                }
+                None => (values.len() as u64, all),
+            };
+            scanned += set_len;
+            sets += set_len.max(1);
+            if positive {
+                ids = Some(ids.map_or(set_ids, |n| n.min(set_ids)));
+            }
+        }
+        let ids = ids.unwrap_or(all);
+        // the smallest positive set is unioned, then every set probed once per candidate
+        SelectBound { ids, work: scanned.saturating_add(ids.saturating_mul(sets.max(1))) }
     }
 
     fn live_records<'a>(&'a self, among: &'a [SeriesId]) -> impl Iterator<Item = &'a [u32]> + 'a {
@@ -426,6 +452,16 @@ impl Index {
         }
         assert_eq!(self.sym_ids.len(), sym_users.len());
     }
+}
+
+/// What [`Index::select_bound`] promises about a `select`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SelectBound {
+    /// At most this many ids are returned.
+    pub ids: u64,
+    /// At most about this many elementary steps are taken: label values looked up or
+    /// matched, candidate ids unioned or probed against a postings list.
+    pub work: u64,
 }
 
 fn total(set: &[&Postings]) -> u64 {

@@ -17,6 +17,7 @@ mod matcher;
 mod postings;
 mod registry;
 
+pub use index::SelectBound;
 pub use labels::{LabelLimits, Labels, METRIC_NAME};
 pub use matcher::{MatchOp, Matcher};
 pub use registry::{Registry, FIRST_ID, SHARDS};

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::hash::IdentityBuild;
-use super::index::Index;
+use super::index::{Index, SelectBound};
 use super::labels::Labels;
 use super::matcher::Matcher;
 use crate::error::{Error, Result};
@@ -243,12 +243,10 @@ impl Registry {
         read(&self.index).select(matchers)
     }
 
-    /// [`select`](Self::select) when the selection is known to hold at most `max` series
-    /// from the postings sizes, or does; `None` otherwise (possibly more than `max`:
-    /// a caller bounding its work treats that as too many, without the full selection
-    /// having been built).
-    pub fn select_at_most(&self, matchers: &[Matcher], max: usize) -> Option<Vec<SeriesId>> {
-        read(&self.index).select_at_most(matchers, max)
+    /// Upper bounds of the ids `select(matchers)` returns and of the work it does,
+    /// from the index's metadata alone (cheap: no regex is run, no postings read).
+    pub fn select_bound(&self, matchers: &[Matcher]) -> SelectBound {
+        read(&self.index).select_bound(matchers)
     }
 
     /// Removes series (ids are never reused). Returns how many of `ids` were live.

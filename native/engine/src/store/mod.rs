@@ -43,7 +43,7 @@ use std::sync::{Mutex, RwLock};
 use crate::buffer::Head;
 use crate::error::{Error, ErrorKind, Result};
 use crate::log::LogWriter;
-use crate::series::{LabelLimits, Labels, Matcher, Registry};
+use crate::series::{LabelLimits, Labels, Matcher, Registry, SelectBound};
 use crate::wal::{self, FsyncPolicy, Wal};
 use crate::{SeriesId, Timestamp};
 
@@ -365,11 +365,10 @@ impl Store {
         }
     }
 
-    /// [`select`](Self::select) without a range, when it holds at most `max` series
-    /// (see `Registry::select_at_most`: `None` may also mean the postings alone could
-    /// not rule out more).
-    pub fn select_at_most(&self, matchers: &[Matcher], max: usize) -> Option<Vec<SeriesId>> {
-        self.registry.select_at_most(matchers, max)
+    /// Upper bounds of the ids `select(matchers, _)` returns and of the index work it
+    /// does, from metadata alone (see [`Registry::select_bound`](crate::series::Registry::select_bound)).
+    pub fn select_bound(&self, matchers: &[Matcher]) -> SelectBound {
+        self.registry.select_bound(matchers)
     }
 
     /// An upper bound of the points a read of `ids` over `[from, to]` decodes: whole
