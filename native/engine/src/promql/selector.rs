@@ -295,7 +295,7 @@ pub fn range_call_blocks(
     let f = RangeFn::new(func, range, &ends, scalars, evals)?;
     let windows = PerColumn::new();
     let each = |p: Raw, _: AllValues| {
-        if any_stale(&p.vals) {
+        if any_stale(p.vals) {
             return match without_stale(p.points()) {
                 Some(p) => f.series(&p.labels, &p.ts, &p.vals, None).map(Some),
                 None => Ok(None),
