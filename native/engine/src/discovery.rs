@@ -146,12 +146,9 @@ impl Listed {
         let mut order: Vec<usize> = (0..self.series.len()).collect();
         if self.nul {
             order.sort_unstable_by(|&a, &b| self.pair_slices(a).cmp(self.pair_slices(b)));
-        } else {
-            order.sort_unstable_by(|&a, &b| self.key(a).cmp(self.key(b)));
-        }
-        if self.nul {
             order.dedup_by(|a, b| self.pair_slices(*a).eq(self.pair_slices(*b)));
         } else {
+            order.sort_unstable_by(|&a, &b| self.key(a).cmp(self.key(b)));
             order.dedup_by(|a, b| self.key(*a) == self.key(*b));
         }
         order

@@ -246,14 +246,32 @@ impl Mantissas<'_> {
             Mantissas::Narrow(m) => m.len(),
         }
     }
+}
 
-    #[inline]
-    fn get(&self, i: usize) -> i64 {
-        match self {
-            Mantissas::Wide(m) => m[i],
-            Mantissas::Narrow(m) => m[i] as i64,
-        }
+/// `from_mantissa` of the mantissas at the `wanted` indexes, into `out` at the same indexes.
+fn convert_wanted<N: Copy + Into<i64>>(ms: &[N], wanted: &[u32], scale: u8, out: &mut [f64]) {
+    for &w in wanted {
+        out[w as usize] = from_mantissa(ms[w as usize].into(), scale);
     }
+}
+
+/// A scratch buffer this large or larger (bytes) is dropped after use rather than kept.
+const SCRATCH_KEEP_BYTES: usize = 512 * 1024;
+
+/// Runs `fill` then `f` on a per-thread scratch buffer, given back afterwards unless it
+/// grew past [`SCRATCH_KEEP_BYTES`].
+fn with_scratch<N, T>(
+    cell: &std::cell::RefCell<Vec<N>>,
+    fill: impl FnOnce(&mut Vec<N>) -> Result<()>,
+    f: impl FnOnce(&[N]) -> T,
+) -> Result<T> {
+    let mut m = cell.borrow_mut();
+    fill(&mut m)?;
+    let out = f(&m);
+    if m.capacity() * std::mem::size_of::<N>() > SCRATCH_KEEP_BYTES {
+        *m = Vec::new();
+    }
+    Ok(out)
 }
 
 thread_local! {
@@ -266,30 +284,21 @@ thread_local! {
 /// The mantissas of a value section into a per-thread scratch buffer, handed to `f`.
 fn with_mantissas<T>(rest: &[u8], val_enc: u8, count: usize, f: impl FnOnce(Mantissas) -> T) -> Result<T> {
     if val_enc == VAL_DEC_PCO32 {
-        return NARROW_MANTISSAS.with(|cell| -> Result<T> {
-            let mut m = cell.borrow_mut();
-            pco_decompress_scratch::<i32>(rest, count, "decimal values", &mut m)?;
-            let out = f(Mantissas::Narrow(&m));
-            if m.capacity() > 1 << 17 {
-                *m = Vec::new();
-            }
-            Ok(out)
+        return NARROW_MANTISSAS.with(|cell| {
+            with_scratch(cell, |m| pco_decompress_scratch::<i32>(rest, count, "decimal values", m), |m| f(Mantissas::Narrow(m)))
         });
     }
-    MANTISSAS.with(|cell| -> Result<T> {
-        let mut m = cell.borrow_mut();
-        if val_enc == VAL_DEC_PACKED {
-            m.clear();
-            decode_packed_ints(rest, count, &mut m)?;
-        } else {
-            debug_assert_eq!(val_enc, VAL_DEC_PCO);
-            pco_decompress_scratch::<i64>(rest, count, "decimal values", &mut m)?;
-        }
-        let out = f(Mantissas::Wide(&m));
-        if m.capacity() > 1 << 16 {
-            *m = Vec::new();
-        }
-        Ok(out)
+    MANTISSAS.with(|cell| {
+        let fill = |m: &mut Vec<i64>| {
+            if val_enc == VAL_DEC_PACKED {
+                m.clear();
+                decode_packed_ints(rest, count, m)
+            } else {
+                debug_assert_eq!(val_enc, VAL_DEC_PCO);
+                pco_decompress_scratch::<i64>(rest, count, "decimal values", m)
+            }
+        };
+        with_scratch(cell, fill, |m| f(Mantissas::Wide(m)))
     })
 }
 
@@ -331,8 +340,9 @@ pub(super) fn decode_decimal_at(
             if m.len() != count {
                 return Err(Error::corrupt("codec: decimal values: wrong mantissa count"));
             }
-            for &w in wanted {
-                out[w as usize] = from_mantissa(m.get(w as usize), scale);
+            match m {
+                Mantissas::Wide(m) => convert_wanted(m, wanted, scale, out),
+                Mantissas::Narrow(m) => convert_wanted(m, wanted, scale, out),
             }
             Ok(())
         })??;

@@ -30,7 +30,8 @@ use super::expr::{Expr, Selector};
 pub struct Budget {
     /// Series matched by all selectors together.
     pub max_series: usize,
-    /// Points read (upper bound) plus output steps times series.
+    /// Points read (upper bound) plus output steps times series plus index steps
+    /// (`Store::select_bound`'s work).
     pub max_work: u64,
 }
 
@@ -87,6 +88,7 @@ fn selector_fits(store: &Store, sel: &Selector, window: i64, start: i64, end: i6
     if bound.ids > left.series as u64 || bound.work > left.work {
         return false;
     }
+    left.work -= bound.work;
     let ids = store.select(&sel.matchers, None);
     if ids.len() > left.series {
         return false;
